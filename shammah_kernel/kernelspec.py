@@ -1,0 +1,40 @@
+"""Installs the `shammah` kernelspec (display name "Shammah", with its logo)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpecManager
+
+KERNEL_NAME = "shammah"
+DISPLAY_NAME = "Shammah"
+RESOURCES = Path(__file__).parent / "resources"
+
+
+def kernel_json() -> dict[str, object]:
+    return {
+        # "python" is replaced by the interpreter of the client that starts the kernel.
+        "argv": ["python", "-m", "shammah_kernel", "-f", "{connection_file}"],
+        "display_name": DISPLAY_NAME,
+        "language": "markdown",
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": False},
+    }
+
+
+def install(*, user: bool = False, prefix: str | None = None) -> str:
+    """Install the kernelspec; returns the folder it was installed to."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / KERNEL_NAME
+        folder.mkdir()
+        (folder / "kernel.json").write_text(json.dumps(kernel_json(), indent=2) + "\n")
+        for logo in RESOURCES.glob("logo-*"):
+            shutil.copy(logo, folder / logo.name)
+        return str(
+            KernelSpecManager().install_kernel_spec(
+                str(folder), KERNEL_NAME, user=user, prefix=prefix
+            )
+        )

@@ -1,0 +1,55 @@
+"""`start`, the main job: JupyterLab on the getting-started notebook, or `--headless` runs it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .kernelspec import KERNEL_NAME, install
+
+CELL_TIMEOUT = 600  # seconds; the first cell may wait for the one-time model conversion
+
+
+def prepare_model() -> None:
+    """Convert the embedded model now, with progress on the terminal, so the first cell is quick."""
+    from .config import load_config, models_dir
+    from .embedded import ensure_embedded_model
+
+    config, _ = load_config()
+    if config.model.id:
+        return
+    print("Preparing the embedded SmolLM2 model (converted once, then reused)…", flush=True)
+    folder = ensure_embedded_model(
+        models_dir(), progress=lambda step: print(f"  {step}", flush=True)
+    )
+    print(f"Model ready in {folder}", flush=True)
+
+
+def execute_headless(notebook: Path, output: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name=KERNEL_NAME,
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
+    client.execute()
+    nbformat.write(nb, output)
+
+
+def start(notebook: Path, *, headless: bool, output: Path | None, port: int) -> int:
+    print(f"Installed the Shammah kernelspec in {install(prefix=sys.prefix)}", flush=True)
+    prepare_model()
+    if headless:
+        target = output or notebook.with_suffix(".executed.ipynb")
+        print(f"Executing {notebook} on the Shammah kernel…", flush=True)
+        execute_headless(notebook, target)
+        print(f"Wrote the executed notebook to {target}", flush=True)
+        return 0
+    argv = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", str(notebook)]
+    os.execv(sys.executable, argv)
+    return 0  # not reached: execv replaces this process

@@ -1,0 +1,100 @@
+"""Turns a turn's events into cell outputs: live-updated Markdown, or plain text for terminals."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol
+
+from .events import GenerationStats, Notice, TextDelta, TurnEvent, TurnFailed, TurnFinished
+
+# Re-render a streaming Markdown output at most this often; a re-render per token would flood
+# the frontend with updates and slow generation down.
+UPDATE_INTERVAL = 0.05
+
+
+class OutputSink(Protocol):
+    """Where outputs go: the kernel's iopub channel, or IPython's display in the magics."""
+
+    def display(self, data: dict[str, str], display_id: str | None = None) -> None: ...
+
+    def update(self, data: dict[str, str], display_id: str) -> None: ...
+
+    def stream(self, text: str) -> None: ...
+
+
+def markdown_bundle(markdown: str, plain: str | None = None) -> dict[str, str]:
+    return {"text/markdown": markdown, "text/plain": markdown if plain is None else plain}
+
+
+def footer(stats: GenerationStats, *, interrupted: bool) -> tuple[str, str]:
+    """A one-line note of which model answered, how much and how fast (Markdown, plain)."""
+    parts = [
+        stats.model,
+        f"{stats.generated_tokens} tokens",
+        f"{stats.tokens_per_second:.1f} tok/s",
+    ]
+    if stats.finish_reason == "length":
+        parts.append("stopped at max_tokens")
+    if interrupted:
+        parts.append("interrupted")
+    line = " · ".join(parts)
+    return f"<sub>{line}</sub>", f"[{line}]"
+
+
+class ReplyRenderer:
+    """Renders one turn. `plain=True` streams text (terminal frontends that ignore updates)."""
+
+    def __init__(self, sink: OutputSink, *, plain: bool) -> None:
+        self.sink = sink
+        self.plain = plain
+        self.text = ""
+        self._display_id = f"shammah-{uuid.uuid4().hex}"
+        self._shown = False
+        self._rendered_at = 0.0
+        self._dirty = False
+
+    def handle(self, event: TurnEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._add_text(event.text)
+        elif isinstance(event, Notice):
+            self._show_notice(event.text)
+        elif isinstance(event, TurnFinished):
+            self._flush()
+            self._finish(event)
+        elif isinstance(event, TurnFailed):
+            self._flush()
+
+    def _show_notice(self, text: str) -> None:
+        if self.plain:
+            self.sink.stream(f"[{text}]\n")
+        else:
+            self.sink.display(markdown_bundle(f"*{text}*", f"[{text}]"))
+
+    def _add_text(self, delta: str) -> None:
+        self.text += delta
+        if self.plain:
+            self.sink.stream(delta)
+            return
+        self._dirty = True
+        if time.monotonic() - self._rendered_at >= UPDATE_INTERVAL:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.plain or not self._dirty:
+            return
+        bundle = markdown_bundle(self.text)
+        if self._shown:
+            self.sink.update(bundle, self._display_id)
+        else:
+            self.sink.display(bundle, self._display_id)
+            self._shown = True
+        self._rendered_at = time.monotonic()
+        self._dirty = False
+
+    def _finish(self, event: TurnFinished) -> None:
+        markdown, plain = footer(event.stats, interrupted=event.interrupted)
+        if self.plain:
+            self.sink.stream(("" if self.text.endswith("\n") else "\n") + plain + "\n")
+        else:
+            self.sink.display({"text/markdown": markdown, "text/plain": plain})

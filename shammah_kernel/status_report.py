@@ -1,0 +1,107 @@
+"""The Markdown that `/status`, `/model status` and `/history` show."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from .blas import find_openblas, openblas_loaded
+from .events import Turn
+from .worker import WorkerState
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def blas_line() -> str:
+    if openblas_loaded():
+        return "system OpenBLAS preloaded (fast CPU path)"
+    library = find_openblas()
+    if library is None:
+        return "MLX's bundled reference BLAS (slow; install libopenblas0-pthread for ~20x prefill)"
+    return f"MLX's bundled reference BLAS ({library} is installed but was not preloaded)"
+
+
+def _memory_line(active: int, peak: int) -> str:
+    rss = psutil.Process(os.getpid()).memory_info().rss
+    return f"MLX {_size(active)} active, {_size(peak)} peak; kernel process {_size(rss)}"
+
+
+def _parameters(count: int) -> str:
+    return f"{count / 1e6:.0f}M" if count >= 1e6 else f"{count / 1e3:.0f}K"
+
+
+def model_status_markdown(assistant: Assistant) -> str:
+    choice, status = assistant.choice, assistant.worker.status
+    state = status.state.value
+    if status.state is not WorkerState.READY:
+        state += f": {status.detail}"
+    rows = [("model", choice.name), ("why", choice.reason), ("state", state)]
+    backend = assistant.worker.backend
+    if backend is not None:
+        on_disk = _size(_folder_bytes(backend.model_dir))
+        rows += [
+            ("folder", f"`{backend.model_dir}`"),
+            ("size", f"{_parameters(backend.parameter_count)} parameters, {on_disk} on disk"),
+            ("device", f"{backend.device.upper()} (setting: {assistant.config.model.device})"),
+            ("memory", _memory_line(*backend.memory_bytes())),
+        ]
+    rows.append(("BLAS", blas_line()))
+    return _table(rows)
+
+
+def status_markdown(assistant: Assistant) -> str:
+    o = assistant.session.options
+    turns = assistant.session.conversation.turns
+    config = f"`{assistant.config_file}`"
+    if not assistant.config_file.exists():
+        config += " (not present: defaults)"
+    rows = [
+        ("model", f"{assistant.choice.name} ({assistant.worker.status.state.value})"),
+        ("conversation", f"{len(turns)} turn(s)"),
+        (
+            "generation",
+            f"max_tokens {o.max_tokens}, temperature {o.temperature}, top_p {o.top_p}, "
+            f"context_length {o.context_length}",
+        ),
+        ("config", config),
+        ("config problems", "; ".join(str(p) for p in assistant.problems) or "none"),
+    ]
+    return _table(rows) + "\n\nMore on the model: `/model status`."
+
+
+def history_markdown(turns: Sequence[Turn]) -> str:
+    if not turns:
+        return "*The conversation is empty.*"
+    parts = []
+    for number, turn in enumerate(turns, 1):
+        mark = " *(interrupted)*" if turn.interrupted else ""
+        parts.append(
+            f"**[{number}] You:**\n\n{turn.user}\n\n**Shammah{mark}:**\n\n{turn.assistant}"
+        )
+    return "\n\n---\n\n".join(parts)
+
+
+def _table(rows: Sequence[tuple[str, str]]) -> str:
+    body = "\n".join(f"| {key} | {_cell(value)} |" for key, value in rows)
+    return "| | |\n|---|---|\n" + body
+
+
+def _cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")

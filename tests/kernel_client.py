@@ -1,0 +1,98 @@
+"""A small driver for a real Shammah kernel subprocess: run cells, collect outputs and replies."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+
+@dataclass
+class CellRun:
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return str(self.reply["status"])
+
+    def of_type(self, *types: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in types]
+
+    @property
+    def markdown(self) -> str:
+        """The reply as the notebook shows it at the end: the last state of the streamed output."""
+        shown: dict[str, str] = {}
+        for m in self.of_type("display_data", "update_display_data"):
+            display_id = m["content"].get("transient", {}).get("display_id")
+            if display_id and display_id.startswith("shammah-"):
+                shown[display_id] = m["content"]["data"]["text/markdown"]
+        return "".join(shown.values())
+
+    @property
+    def stdout(self) -> str:
+        return "".join(m["content"]["text"] for m in self.of_type("stream"))
+
+    @property
+    def displayed(self) -> str:
+        return "\n".join(m["content"]["data"]["text/plain"] for m in self.of_type("display_data"))
+
+
+class KernelSession:
+    def __init__(self, manager: KernelManager, client: Any) -> None:
+        self.manager = manager
+        self.client = client
+
+    @classmethod
+    def start(cls) -> KernelSession:
+        manager, client = start_new_kernel(kernel_name="shammah", startup_timeout=60)
+        return cls(manager, client)
+
+    def execute(
+        self,
+        code: str,
+        *,
+        cell_id: str | None = "auto",
+        timeout: float = 300,
+        interrupt_when: Any = None,
+    ) -> CellRun:
+        """Run a cell; `cell_id=None` behaves like a terminal client (no cell id)."""
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
+        msg = self.client.session.msg("execute_request", content)
+        if cell_id is not None:
+            msg["metadata"]["cellId"] = uuid.uuid4().hex if cell_id == "auto" else cell_id
+        self.client.shell_channel.send(msg)
+        run = CellRun(reply={})
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.client.get_iopub_msg(timeout=max(1, deadline - time.monotonic()))
+            if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if m["msg_type"] == "status":
+                if m["content"]["execution_state"] == "idle":
+                    break
+                continue
+            run.messages.append(m)
+            if interrupt_when is not None and interrupt_when(run):
+                self.manager.interrupt_kernel()
+                interrupt_when = None
+        while not run.reply:
+            reply = self.client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                run.reply = reply["content"]
+        return run
+
+    def request(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Send a shell request (complete, inspect, is_complete, ...) and return its reply."""
+        msg_id = getattr(self.client, method)(*args, **kwargs)
+        while True:
+            reply = self.client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return dict(reply["content"])
+
+    def stop(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
