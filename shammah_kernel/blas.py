@@ -15,7 +15,7 @@ from pathlib import Path
 
 # Set to 1 to keep the bundled BLAS (e.g. to compare speeds).
 DISABLE_VARIABLE = "SHAMMAH_NO_OPENBLAS"
-_TRIED_VARIABLE = "SHAMMAH_OPENBLAS_PRELOADED"
+PRELOADED_VARIABLE = "SHAMMAH_OPENBLAS_PRELOADED"
 _CANDIDATES = (
     "/usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0",
     "/usr/lib/*-linux-gnu/libopenblas.so.0",
@@ -45,14 +45,14 @@ def preload_environment(environ: dict[str, str]) -> dict[str, str] | None:
     """The environment to re-execute with, or None when no re-execution is wanted."""
     if not sys.platform.startswith("linux") or environ.get(DISABLE_VARIABLE) == "1":
         return None
-    if environ.get(_TRIED_VARIABLE) or "libopenblas" in environ.get("LD_PRELOAD", ""):
+    if environ.get(PRELOADED_VARIABLE) or "libopenblas" in environ.get("LD_PRELOAD", ""):
         return None
     library = find_openblas()
     if library is None:
         return None
     env = dict(environ)
     env["LD_PRELOAD"] = " ".join(p for p in (str(library), environ.get("LD_PRELOAD", "")) if p)
-    env[_TRIED_VARIABLE] = "1"
+    env[PRELOADED_VARIABLE] = "1"
     return env
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from .config import ModelSettings
 from .events import GenerationOptions
 from .model_choice import ModelChoice
-from .worker import ModelWorker
 
 if TYPE_CHECKING:
     from .mlx_backend import MlxBackend
@@ -46,9 +45,3 @@ def backend_loader(
         return MlxBackend(path, choice.name)
 
     return load
-
-
-def start_worker(choice: ModelChoice, models_dir: Path, device: str) -> ModelWorker[MlxBackend]:
-    worker: ModelWorker[MlxBackend] = ModelWorker(backend_loader(choice, models_dir, device))
-    worker.start()
-    return worker

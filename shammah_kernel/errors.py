@@ -25,3 +25,7 @@ class EmbeddedModelMissing(ModelError):
 
 class ConversationFileError(ShammahError):
     """A saved conversation could not be written or read."""
+
+
+class BenchError(ShammahError):
+    """The benchmark could not run (a bad model folder, a kernel that died, a timeout)."""

@@ -114,9 +114,9 @@ class ShammahKernel(IPythonKernel):
                 result = run_command(self.assistant, code)
                 sink.display(markdown_bundle(result.markdown))
             elif code.strip():
-                # Frontends that send no cell id (jupyter console) ignore display updates,
-                # so they get the reply streamed as plain text.
-                renderer = ReplyRenderer(sink, plain=cell_id is None)
+                # Interactive clients without cells (jupyter console) ignore display updates,
+                # so they get the reply streamed as plain text; nbclient sends no stdin.
+                renderer = ReplyRenderer(sink, plain=cell_id is None and allow_stdin)
                 self.assistant.start()
                 handle = self.assistant.session.ask(code, cell_id=cell_id)
                 final = await self._stream(handle, renderer)

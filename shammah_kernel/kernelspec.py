@@ -9,13 +9,15 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
+from .blas import PRELOADED_VARIABLE, preload_environment
+
 KERNEL_NAME = "shammah"
 DISPLAY_NAME = "Shammah"
 RESOURCES = Path(__file__).parent / "resources"
 
 
 def kernel_json() -> dict[str, object]:
-    return {
+    spec: dict[str, object] = {
         # "python" is replaced by the interpreter of the client that starts the kernel.
         "argv": ["python", "-m", "shammah_kernel", "-f", "{connection_file}"],
         "display_name": DISPLAY_NAME,
@@ -23,6 +25,11 @@ def kernel_json() -> dict[str, object]:
         "interrupt_mode": "signal",
         "metadata": {"debugger": False},
     }
+    # Preloading OpenBLAS here spares the launcher its re-exec (a second interpreter start).
+    env = preload_environment({})
+    if env is not None:
+        spec["env"] = {k: env[k] for k in ("LD_PRELOAD", PRELOADED_VARIABLE)}
+    return spec
 
 
 def install(*, user: bool = False, prefix: str | None = None) -> str:

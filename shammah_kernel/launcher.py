@@ -41,8 +41,18 @@ def execute_headless(notebook: Path, output: Path) -> None:
     nbformat.write(nb, output)
 
 
+def ensure_kernelspec() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    found = KernelSpecManager().find_kernel_specs().get(KERNEL_NAME)
+    if found:
+        print(f"Using the Shammah kernelspec in {found}", flush=True)
+    else:
+        print(f"Installed the Shammah kernelspec in {install(prefix=sys.prefix)}", flush=True)
+
+
 def start(notebook: Path, *, headless: bool, output: Path | None, port: int) -> int:
-    print(f"Installed the Shammah kernelspec in {install(prefix=sys.prefix)}", flush=True)
+    ensure_kernelspec()
     prepare_model()
     if headless:
         target = output or notebook.with_suffix(".executed.ipynb")

@@ -25,10 +25,10 @@ from .worker import ModelWorker, WorkerState
 if TYPE_CHECKING:
     from .mlx_backend import MlxBackend
 
+# Small models follow a shown example of a code fence far better than an instruction alone.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are Shammah, a careful coding assistant inside a Jupyter notebook. Answer in Markdown. "
-    "Put code in fenced code blocks with the language named. Be concise and correct; when you are "
-    "not sure, say so."
+    "You are Shammah, a helpful coding assistant in a Jupyter notebook. Always write code inside "
+    "Markdown code fences, like:\n```python\nprint('hi')\n```\nKeep answers short and correct."
 )
 
 
@@ -85,6 +85,7 @@ class ChatSession:
         """Start a turn; its events stream on the returned handle."""
         handle = TurnHandle()
         self.conversation.begin(text, cell_id)
+        self.worker.start()
         status = self.worker.status
         if status.state in (WorkerState.STARTING, WorkerState.LOADING):
             handle.emit(Notice(f"Waiting for the model: {status.detail}…"))

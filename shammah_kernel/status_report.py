@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
 from .blas import find_openblas, openblas_loaded
 from .events import Turn
 from .worker import WorkerState
@@ -39,6 +37,8 @@ def blas_line() -> str:
 
 
 def _memory_line(active: int, peak: int) -> str:
+    import psutil  # lazily: the kernel's start should not pay for it
+
     rss = psutil.Process(os.getpid()).memory_info().rss
     return f"MLX {_size(active)} active, {_size(peak)} peak; kernel process {_size(rss)}"
 

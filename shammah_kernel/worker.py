@@ -49,7 +49,6 @@ class ModelWorker(Generic[B]):
         self._load = load
         self._jobs: queue.Queue[_Job[B, object] | None] = queue.Queue()
         self._status = WorkerStatus(WorkerState.STARTING, "waiting to start")
-        self._ready = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.backend: B | None = None
@@ -57,19 +56,12 @@ class ModelWorker(Generic[B]):
     def start(self) -> None:
         with self._lock:
             if not self._thread.is_alive() and self._status.state is WorkerState.STARTING:
+                self._report(WorkerState.LOADING, "loading the model")
                 self._thread.start()
-
-    @property
-    def started(self) -> bool:
-        return self._thread.is_alive() or self._status.state is not WorkerState.STARTING
 
     @property
     def status(self) -> WorkerStatus:
         return self._status
-
-    def wait_settled(self, timeout: float | None = None) -> bool:
-        """Wait until the model is ready or has failed; True if it settled in time."""
-        return self._ready.wait(timeout)
 
     def submit(self, run: Callable[[B], T]) -> Future[T]:
         self.start()
@@ -86,14 +78,12 @@ class ModelWorker(Generic[B]):
         self._status = WorkerStatus(state, detail)
 
     def _run(self) -> None:
-        self._report(WorkerState.LOADING, "loading the model")
         try:
             self.backend = self._load(lambda detail: self._report(WorkerState.LOADING, detail))
             self._report(WorkerState.READY, "ready")
         except Exception as e:  # the thread's top: every failure becomes a visible state
             message = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
             self._report(WorkerState.FAILED, message)
-        self._ready.set()
         while (job := self._jobs.get()) is not None:
             self._serve(job)
         self._report(WorkerState.STOPPED, "stopped")

@@ -60,7 +60,9 @@ class KernelSession:
         interrupt_when: Any = None,
     ) -> CellRun:
         """Run a cell; `cell_id=None` behaves like a terminal client (no cell id)."""
-        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
+        # No cell id means a terminal client such as jupyter console, which allows stdin.
+        terminal = cell_id is None
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": terminal}
         msg = self.client.session.msg("execute_request", content)
         if cell_id is not None:
             msg["metadata"]["cellId"] = uuid.uuid4().hex if cell_id == "auto" else cell_id

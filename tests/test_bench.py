@@ -1,0 +1,39 @@
+"""The benchmark end to end on the tiny model: every measure comes out as positive figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shammah_kernel.bench import run_bench
+
+
+def test_bench_measures_startup_decode_and_ttft(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment = dict(os.environ)
+    out = tmp_path / "bench.json"
+    assert run_bench(json_path=out, model=str(tiny_model), tokens=16, startup_runs=2) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures["measures"]) == {"startup", "decode", "ttft"}
+    for measure in figures["measures"].values():
+        assert measure["shammah"] > 0 and measure["reference"] > 0 and measure["ratio"] > 0
+        assert isinstance(measure["met"], bool)  # speed is reported, never asserted here
+    decode = figures["measures"]["decode"]
+    assert decode["shammah_tokens"] > 1 and decode["reference_tokens"] > 1
+    assert len(figures["measures"]["startup"]["shammah_samples"]) == 2
+    assert len(figures["measures"]["ttft"]["turn_seconds"]) == 10
+    table = capsys.readouterr().out
+    assert "| ratio |" in table and "python3 ipykernel" in table
+    assert dict(os.environ) == environment  # the temporary homes are undone
+    assert not any(Path(os.environ["SHAMMAH_HOME"]).iterdir())  # the test's home is untouched
+
+
+def test_bench_refuses_a_folder_without_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_bench(json_path=None, model=str(tmp_path), tokens=16) == 1
+    assert "not an mlx-lm model folder" in capsys.readouterr().err
