@@ -78,6 +78,9 @@ class ShammahKernel(IPythonKernel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.assistant = Assistant()
+        for problem in self.assistant.problems:
+            self.log.warning("%s", problem)
+        self._unshown_problems = list(self.assistant.problems)
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -109,6 +112,7 @@ class ShammahKernel(IPythonKernel):
         if store_history and not silent:
             self.shell.execution_count += 1
         sink: OutputSink = SilentSink() if silent else IopubSink(self)
+        self._show_config_problems_once(sink)
         try:
             if is_command(code):
                 result = run_command(self.assistant, code)
@@ -132,6 +136,12 @@ class ShammahKernel(IPythonKernel):
         except ShammahError as e:
             return self._error(sink, count, type(e).__name__, str(e))
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
+
+    def _show_config_problems_once(self, sink: OutputSink) -> None:
+        problems, self._unshown_problems = self._unshown_problems, []
+        if problems:
+            lines = "\n".join(f"- {p}" for p in problems)
+            sink.display(markdown_bundle(f"**Settings problems** (defaults used):\n\n{lines}"))
 
     async def _stream(
         self, handle: TurnHandle, renderer: ReplyRenderer

@@ -138,6 +138,9 @@ def test_a_malformed_config_is_reported_and_defaults_are_used(shammah_home: Path
     config = write_config(shammah_home, "[model]\ntemperature = -3\n")
     session = KernelSession.start()
     try:
+        first = session.execute("/help").displayed
+        assert "Settings problems" in first and "model.temperature" in first
+        assert "Settings problems" not in session.execute("/help").displayed  # shown once
         shown = session.execute("/status").displayed
         assert "model.temperature" in shown and str(config) in shown
     finally:
