@@ -5,15 +5,21 @@ The kernel and the magics are thin adapters over this object; it holds no Jupyte
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from .config import ConfigProblem, ShammahConfig, config_path, load_config, models_dir
-from .engine import backend_loader, generation_options
-from .model_choice import ModelChoice, choose_model
+from .crisis import CrisisDetector
+from .engine import FetchedModel, fetch_model, generation_options, load_backend, loader
+from .errors import ShammahError
+from .events import EngineState, EngineStatus
+from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
 from .session import ChatSession
+from .store import ExampleStore
 from .worker import ModelWorker
 
 if TYPE_CHECKING:
+    from .claude_backend import ClaudeBackend
     from .mlx_backend import MlxBackend
 
 
@@ -23,18 +29,105 @@ class Assistant:
         self.config: ShammahConfig
         self.problems: list[ConfigProblem]
         self.config, self.problems = load_config(self.config_file)
-        self.choice: ModelChoice = choose_model(self.config.model.id, self.config_file)
-        loader = backend_loader(self.choice, models_dir(), str(self.config.model.device))
-        self.worker: ModelWorker[MlxBackend] = ModelWorker(loader)
+        self.choice = self._initial_choice()
+        self.answering = self.choice  # what actually answers (the embedded model after a fallback)
+        self.worker: ModelWorker[MlxBackend] = ModelWorker(
+            loader(self.choice, models_dir(), self.device, self._fetched), self.choice.name
+        )
         self.session = ChatSession(
             self.worker,
             generation_options(self.config.model),
             system_prompt=self.config.model.system_prompt,
+            route=str(self.config.model.route),
+            claude=self._claude(),
+            crisis=self._crisis(),
+            claude_share=self.config.sampling.claude_share,
+            store=None,
         )
+        self._store: ExampleStore | None = None
+
+    @property
+    def device(self) -> str:
+        return str(self.config.model.device)
+
+    def _initial_choice(self) -> ModelChoice:
+        model = self.config.model
+        try:
+            return choose_model(model.id, str(model.size), self.config_file)
+        except ShammahError as e:
+            self.problems.append(ConfigProblem(self.config_file, "model.id", str(e)))
+            return embedded_choice(f"{e}; the embedded offline model answers instead")
+
+    def _claude(self) -> ClaudeBackend | None:
+        from .claude_backend import resolve_api_key
+
+        key = resolve_api_key(self.config.api_key)
+        if not key:
+            return None
+        from .claude_backend import ClaudeBackend
+
+        return ClaudeBackend(key, model=self.config.claude_model)
+
+    def _crisis(self) -> CrisisDetector:
+        try:
+            return CrisisDetector.from_file(self.config.crisis_keywords_path)
+        except ShammahError as e:
+            self.problems.append(ConfigProblem(self.config_file, "crisis_keywords_path", str(e)))
+            return CrisisDetector()
+
+    def store(self) -> ExampleStore:
+        """The example store, opened on first use (the kernel's start need not touch SQLite)."""
+        if self._store is None:
+            from .config import shammah_home
+
+            self._store = ExampleStore(shammah_home() / "examples.db")
+            self.session.store = self._store
+        return self._store
+
+    def _fetched(self, fetched: FetchedModel) -> None:
+        self.answering = fetched.choice
 
     def start(self) -> None:
-        """Begin loading the model in the background (idempotent)."""
+        """Begin fetching and loading the model in the background (idempotent)."""
+        if self.session.claude is not None and self.session.claude_share > 0:
+            self.store()
         self.worker.start()
+
+    def select(self, spec: str) -> ModelChoice:
+        """Switch to another model without a restart: fetch it in the background, then swap.
+
+        The current model keeps answering until the new one is loaded.
+        """
+        choice = resolve(
+            spec, ModelSource.SELECTED, f"selected with /model select {spec}", metal=_metal()
+        )
+        threading.Thread(
+            target=self._switch, args=(choice,), name="shammah-model-select", daemon=True
+        ).start()
+        return choice
+
+    def _switch(self, choice: ModelChoice) -> None:
+        report = self.worker.report
+        try:
+            fetched = fetch_model(choice, models_dir(), report)
+        except Exception as e:  # the thread's top: surface the failure in the status
+            report(EngineStatus(EngineState.FAILED, choice.name, f"{type(e).__name__}: {e}"))
+            return
+
+        def load(report_: object) -> MlxBackend:
+            backend = load_backend(fetched, self.device, self.worker.report)
+            self.choice, self.answering = choice, fetched.choice
+            return backend
+
+        self.worker.swap(load)
 
     def shutdown(self) -> None:
         self.worker.stop()
+        if self._store is not None:
+            self._store.close()
+
+
+def _metal() -> bool:
+    from .model_choice import apple_silicon
+
+    return apple_silicon()

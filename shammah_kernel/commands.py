@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CommandError
-from .status_report import history_markdown, model_status_markdown, status_markdown
+from .status_report import (
+    history_markdown,
+    model_cache_markdown,
+    model_status_markdown,
+    status_markdown,
+)
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -65,16 +70,43 @@ def _history(assistant: Assistant, args: list[str]) -> CommandResult:
 
 def _model(assistant: Assistant, args: list[str]) -> CommandResult:
     sub = args[0] if args else "status"
-    if sub != "status":
-        choices = ", ".join(COMMANDS["model"].subcommands)
-        raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")
-    _no_args("model status", args[1:])
-    return CommandResult(model_status_markdown(assistant))
+    if sub == "status":
+        _no_args("model status", args[1:])
+        return CommandResult(model_status_markdown(assistant))
+    if sub == "cache":
+        _no_args("model cache", args[1:])
+        return CommandResult(model_cache_markdown())
+    if sub == "select":
+        if len(args) != 2:
+            raise CommandError(
+                "Usage: /model select SIZE|REPO (0.5B, 1.5B, 3B, 7B, 14B, a repo id, "
+                "a local folder, or embedded)"
+            )
+        choice = assistant.select(args[1])
+        return CommandResult(
+            f"Switching to **{choice.name}**: fetching it in the background (see the status "
+            "above); the current model answers until it is loaded."
+        )
+    choices = ", ".join(COMMANDS["model"].subcommands)
+    raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")
 
 
 def _status(assistant: Assistant, args: list[str]) -> CommandResult:
     _no_args("status", args)
     return CommandResult(status_markdown(assistant))
+
+
+def _claude_usage(assistant: Assistant, args: list[str]) -> CommandResult:
+    # A /claude cell with a prompt is a turn, which the kernel runs; this is the bare command.
+    raise CommandError("Usage: /claude PROMPT (the rest of the cell is the message)")
+
+
+def claude_prompt(code: str) -> str | None:
+    """The prompt of a `/claude PROMPT` cell (all text after the command), else None."""
+    stripped = code.strip()
+    if stripped != "/claude" and not stripped.startswith(("/claude ", "/claude\n")):
+        return None
+    return stripped[len("/claude") :].strip()
 
 
 def _save(assistant: Assistant, args: list[str]) -> CommandResult:
@@ -101,10 +133,16 @@ COMMANDS: dict[str, Command] = {
         Command("history", "/history", "show the conversation so far", _history),
         Command(
             "model",
-            "/model status",
-            "which model answers and why; size, device, memory, state",
+            "/model status | select SIZE|REPO | cache",
+            "which model answers and why; switch models; list the cached models",
             _model,
-            subcommands=("status",),
+            subcommands=("status", "select", "cache"),
+        ),
+        Command(
+            "claude",
+            "/claude PROMPT",
+            "ask Claude this turn (needs an Anthropic key); the conversation carries over",
+            _claude_usage,
         ),
         Command(
             "save", "/save PATH", "write the conversation to a JSON file", _save, takes_path=True

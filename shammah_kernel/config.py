@@ -206,8 +206,11 @@ class ShammahConfig(_Settings):
     """Every user setting; ``load_config`` fills it from ``config.toml``."""
 
     api_key = Unicode("", help="Anthropic API key; ANTHROPIC_API_KEY wins when set.")
+    claude_model = Unicode("claude-sonnet-5-5", help="The Claude model that answers Claude turns.")
     streaming = Bool(True, help="Show replies token by token as they are generated.")
-    crisis_keywords_path = Unicode("", help='File of crisis keywords, one a line; "" = none.')
+    crisis_keywords_path = Unicode(
+        "", help='File of crisis keywords, one a line; "" = the built-in list.'
+    )
     model = Instance(ModelSettings, args=(), help="[model]: local model, device, routing.")
     lora = Instance(LoraSettings, args=(), help="[lora]: feedback weights, adapter training.")
     sampling = Instance(SamplingSettings, args=(), help="[sampling]: turns also asked of Claude.")

@@ -29,3 +29,19 @@ class ConversationFileError(ShammahError):
 
 class BenchError(ShammahError):
     """The benchmark could not run (a bad model folder, a kernel that died, a timeout)."""
+
+
+class DownloadError(ModelError):
+    """A model could not be downloaded; `reason` says why (offline, unauthorized, ...)."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ClaudeError(ShammahError):
+    """A Claude request failed; `retryable` errors (429, 5xx, timeouts) may work later."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -63,7 +63,7 @@ class GenerationStats:
 @dataclass(frozen=True, slots=True)
 class TurnFinished:
     text: str
-    stats: GenerationStats
+    stats: GenerationStats | None  # None when no model answered (crisis help resources)
     interrupted: bool = False
 
 
@@ -85,3 +85,28 @@ class Turn:
     cell_id: str | None = None
     interrupted: bool = False
     model: str = ""
+
+
+class EngineState(enum.StrEnum):
+    """Where the local model is on its way to answering."""
+
+    INITIALIZING = "initializing"
+    DOWNLOADING = "downloading"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    OFFLINE = "offline"  # the chosen model could not be had: the embedded model answers
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """A snapshot of the engine for the status widget, `/status` and the router."""
+
+    state: EngineState
+    model: str
+    detail: str = ""  # the current step, or what went wrong
+    hint: str = ""  # what the user can do about a failure
+    downloaded_bytes: int = 0
+    total_bytes: int = 0
+    bytes_per_second: float = 0.0
+    eta_seconds: float | None = None

@@ -19,7 +19,7 @@ from traitlets import Float
 
 from . import __version__
 from .assistant import Assistant
-from .commands import COMMANDS, complete, is_command, run_command
+from .commands import COMMANDS, claude_prompt, complete, is_command, run_command
 from .errors import ShammahError
 from .events import TurnFailed, TurnFinished
 from .renderer import OutputSink, ReplyRenderer, markdown_bundle
@@ -81,6 +81,7 @@ class ShammahKernel(IPythonKernel):
         for problem in self.assistant.problems:
             self.log.warning("%s", problem)
         self._unshown_problems = list(self.assistant.problems)
+        self._status_shown = False
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -114,15 +115,21 @@ class ShammahKernel(IPythonKernel):
         sink: OutputSink = SilentSink() if silent else IopubSink(self)
         self._show_config_problems_once(sink)
         try:
-            if is_command(code):
+            self.assistant.start()
+            self._show_status_once(sink, code)
+            prompt = claude_prompt(code)
+            if is_command(code) and prompt is None:
                 result = run_command(self.assistant, code)
                 sink.display(markdown_bundle(result.markdown))
             elif code.strip():
                 # Interactive clients without cells (jupyter console) ignore display updates,
                 # so they get the reply streamed as plain text; nbclient sends no stdin.
                 renderer = ReplyRenderer(sink, plain=cell_id is None and allow_stdin)
-                self.assistant.start()
-                handle = self.assistant.session.ask(code, cell_id=cell_id)
+                forced = prompt is not None
+                if forced and not prompt:
+                    run_command(self.assistant, code)  # raises the usage error
+                message = prompt or code
+                handle = self.assistant.session.ask(message, cell_id=cell_id, claude=forced)
                 final = await self._stream(handle, renderer)
                 if isinstance(final, TurnFailed):
                     return self._error(sink, count, "ModelError", final.message)
@@ -136,6 +143,21 @@ class ShammahKernel(IPythonKernel):
         except ShammahError as e:
             return self._error(sink, count, type(e).__name__, str(e))
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
+
+    def _show_status_once(self, sink: OutputSink, code: str) -> None:
+        """The live status widget: on a session's first cell, and on every `/status`."""
+        first = not self._status_shown
+        if not (first or code.strip().split(maxsplit=1)[:1] == ["/status"]):
+            return
+        from .widgets.status import StatusWidget
+
+        widget = StatusWidget()
+        widget.show(self.assistant.worker.status)
+        self.assistant.worker.add_listener(widget.show)
+        self._status_shown = True
+        bundle = widget._repr_mimebundle_()
+        if bundle is not None:
+            sink.display(bundle[0])
 
     def _show_config_problems_once(self, sink: OutputSink) -> None:
         problems, self._unshown_problems = self._unshown_problems, []

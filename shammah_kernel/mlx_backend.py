@@ -88,6 +88,9 @@ class MlxBackend:
             raise ModelError(f"Could not load the model at {model_dir}: {e}") from e
         parameters: list[tuple[str, mx.array]] = tree_flatten(self.model.parameters())  # type: ignore[assignment]
         self.parameter_count = sum(v.size for _, v in parameters)
+        if self.device == "cpu" and _half_precision(parameters):
+            # MLX's CPU matmuls are fast only in float32 (BLAS); bf16 weights are widened.
+            self.model.set_dtype(mx.float32)
         self._reset_cache()
 
     def _reset_cache(self) -> None:
@@ -197,3 +200,7 @@ class MlxBackend:
     def memory_bytes(self) -> tuple[int, int]:
         """MLX's active and peak memory, in bytes."""
         return mx.get_active_memory(), mx.get_peak_memory()
+
+
+def _half_precision(parameters: list[tuple[str, mx.array]]) -> bool:
+    return any(v.dtype in (mx.bfloat16, mx.float16) for _, v in parameters)

@@ -66,6 +66,11 @@ class ReplyRenderer:
             self._flush()
 
     def _show_notice(self, text: str) -> None:
+        self._flush()
+        if self._shown:  # text after a notice (e.g. Claude failed, the local model answers) is new
+            self._display_id = f"shammah-{uuid.uuid4().hex}"
+            self._shown = False
+            self.text = ""
         if self.plain:
             self.sink.stream(f"[{text}]\n")
         else:
@@ -93,6 +98,8 @@ class ReplyRenderer:
         self._dirty = False
 
     def _finish(self, event: TurnFinished) -> None:
+        if event.stats is None:
+            return
         markdown, plain = footer(event.stats, interrupted=event.interrupted)
         if self.plain:
             self.sink.stream(("" if self.text.endswith("\n") else "\n") + plain + "\n")

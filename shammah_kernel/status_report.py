@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .blas import find_openblas, openblas_loaded
-from .events import Turn
-from .worker import WorkerState
+from .events import EngineState, Turn
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -48,11 +47,16 @@ def _parameters(count: int) -> str:
 
 
 def model_status_markdown(assistant: Assistant) -> str:
-    choice, status = assistant.choice, assistant.worker.status
+    choice, answering, status = assistant.choice, assistant.answering, assistant.worker.status
     state = status.state.value
-    if status.state is not WorkerState.READY:
+    if status.state is not EngineState.READY:
         state += f": {status.detail}"
-    rows = [("model", choice.name), ("why", choice.reason), ("state", state)]
+    rows = [("model", choice.name), ("why", choice.reason)]
+    if answering != choice:
+        rows.append(("answering", f"{answering.name}: {answering.reason}"))
+    rows.append(("state", state))
+    if status.hint:
+        rows.append(("what to do", status.hint))
     backend = assistant.worker.backend
     if backend is not None:
         on_disk = _size(_folder_bytes(backend.model_dir))
@@ -66,14 +70,27 @@ def model_status_markdown(assistant: Assistant) -> str:
     return _table(rows)
 
 
+def model_cache_markdown() -> str:
+    from .download import cached_models
+
+    models = cached_models()
+    if not models:
+        return "*No models in the Hugging Face cache yet.* `/model select SIZE` downloads one."
+    rows = "\n".join(f"| `{m.repo_id}` | {_size(m.size_bytes)} | `{m.path}` |" for m in models)
+    return "| model | size | folder |\n|---|---|---|\n" + rows
+
+
 def status_markdown(assistant: Assistant) -> str:
     o = assistant.session.options
     turns = assistant.session.conversation.turns
+    status = assistant.worker.status
     config = f"`{assistant.config_file}`"
     if not assistant.config_file.exists():
         config += " (not present: defaults)"
+    claude = assistant.session.claude
     rows = [
-        ("model", f"{assistant.choice.name} ({assistant.worker.status.state.value})"),
+        ("model", f"{status.model} ({status.state.value})"),
+        ("route", f"{assistant.session.route}; Claude: {claude.name if claude else 'no key set'}"),
         ("conversation", f"{len(turns)} turn(s)"),
         (
             "generation",

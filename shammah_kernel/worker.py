@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import enum
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from .errors import ModelError
+from .events import EngineState, EngineStatus
 
 B = TypeVar("B")
 T = TypeVar("T")
 
-
-class WorkerState(enum.Enum):
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatus:
-    state: WorkerState
-    detail: str
+StatusListener = Callable[[EngineStatus], None]
+Loader = Callable[[Callable[[EngineStatus], None]], B]
 
 
 @dataclass(slots=True)
 class _Job(Generic[B, T]):
     run: Callable[[B], T]
     future: Future[T]
+    needs_backend: bool = True
 
 
 class ModelWorker(Generic[B]):
@@ -41,27 +31,48 @@ class ModelWorker(Generic[B]):
 
     Callers never touch the backend directly: they `submit` a function and get a Future, so chat
     turns (and later adapter swaps and training steps) never run on the model at the same time.
+    The loader reports its progress as `EngineStatus` snapshots; listeners see every one.
     """
 
-    def __init__(
-        self, load: Callable[[Callable[[str], None]], B], *, name: str = "shammah-model-worker"
-    ) -> None:
+    def __init__(self, load: Loader[B], model: str, *, name: str = "shammah-model-worker") -> None:
         self._load = load
         self._jobs: queue.Queue[_Job[B, object] | None] = queue.Queue()
-        self._status = WorkerStatus(WorkerState.STARTING, "waiting to start")
+        self._status = EngineStatus(EngineState.INITIALIZING, model, "waiting to start")
+        self._listeners: list[StatusListener] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.backend: B | None = None
 
     def start(self) -> None:
         with self._lock:
-            if not self._thread.is_alive() and self._status.state is WorkerState.STARTING:
-                self._report(WorkerState.LOADING, "loading the model")
+            if not self._thread.is_alive() and self._status.detail == "waiting to start":
+                self.report(replace(self._status, detail="starting"))
                 self._thread.start()
 
     @property
-    def status(self) -> WorkerStatus:
+    def status(self) -> EngineStatus:
         return self._status
+
+    @property
+    def answering(self) -> bool:
+        """Whether a local model is loaded and can take turns now."""
+        return self.backend is not None
+
+    def add_listener(self, listener: StatusListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: StatusListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def report(self, status: EngineStatus) -> None:
+        """Record a new status (from any thread) and tell the listeners."""
+        self._status = status
+        for listener in list(self._listeners):
+            try:
+                listener(status)
+            except Exception:  # a broken listener (a closed widget) must not stop the model
+                self.remove_listener(listener)
 
     def submit(self, run: Callable[[B], T]) -> Future[T]:
         self.start()
@@ -69,34 +80,48 @@ class ModelWorker(Generic[B]):
         self._jobs.put(_Job(run, future))  # type: ignore[arg-type]
         return future
 
+    def swap(self, load: Loader[B]) -> Future[None]:
+        """Load another backend on the worker thread, after the jobs already queued."""
+
+        def run(_: B | None) -> None:
+            self.backend = None  # release the old model's memory before loading the new one
+            self.backend = load(self.report)
+
+        future: Future[None] = Future()
+        self._jobs.put(_Job(run, future, needs_backend=False))  # type: ignore[arg-type]
+        self.start()
+        return future
+
     def stop(self, timeout: float = 5.0) -> None:
         self._jobs.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout)
 
-    def _report(self, state: WorkerState, detail: str) -> None:
-        self._status = WorkerStatus(state, detail)
-
     def _run(self) -> None:
         try:
-            self.backend = self._load(lambda detail: self._report(WorkerState.LOADING, detail))
-            self._report(WorkerState.READY, "ready")
+            self.backend = self._load(self.report)
         except Exception as e:  # the thread's top: every failure becomes a visible state
-            message = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
-            self._report(WorkerState.FAILED, message)
+            self._fail(e)
         while (job := self._jobs.get()) is not None:
             self._serve(job)
-        self._report(WorkerState.STOPPED, "stopped")
+
+    def _fail(self, error: BaseException) -> None:
+        message = (
+            str(error) if isinstance(error, ModelError) else f"{type(error).__name__}: {error}"
+        )
+        self.report(EngineStatus(EngineState.FAILED, self._status.model, message))
 
     def _serve(self, job: _Job[B, object]) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
-        if self.backend is None:
+        if self.backend is None and job.needs_backend:
             job.future.set_exception(
                 ModelError(f"The model is not available: {self._status.detail}")
             )
             return
         try:
-            job.future.set_result(job.run(self.backend))
+            job.future.set_result(job.run(self.backend))  # type: ignore[arg-type]
         except BaseException as e:  # noqa: BLE001 - a job's failure belongs to its caller
+            if not job.needs_backend:  # a failed swap leaves no model: say so
+                self._fail(e)
             job.future.set_exception(e)

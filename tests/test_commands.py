@@ -24,7 +24,9 @@ def test_is_command_needs_a_leading_slash() -> None:
         ("/help me", "takes no arguments"),
         ("/save", "Usage: /save PATH"),
         ('/save "unclosed', "Could not parse"),
-        ("/model select 7B", "Unknown /model subcommand 'select'"),
+        ("/model frob", "Unknown /model subcommand 'frob'"),
+        ("/model select", "Usage: /model select SIZE"),
+        ("/claude", "Usage: /claude PROMPT"),
     ],
 )
 def test_misuse_raises_a_command_error(code: str, message: str) -> None:
@@ -37,7 +39,7 @@ def test_completes_names_subcommands_and_paths(
 ) -> None:
     assert complete("/re", 3) == (["/reset", "/restore"], 0, 3)
     assert complete("/", 1)[0] == [f"/{name}" for name in sorted(COMMANDS)]
-    assert complete("/model ", 7) == (["status"], 7, 7)
+    assert complete("/model ", 7) == (["status", "select", "cache"], 7, 7)
     (tmp_path / "chats").mkdir()
     (tmp_path / "chat.json").write_text("{}")
     monkeypatch.chdir(tmp_path)

@@ -15,8 +15,10 @@ def test_reply_streams_as_markdown_updates(tiny_kernel: KernelSession) -> None:
     updates = run.of_type("update_display_data")
     assert len(updates) >= 1, "the reply must stream, not arrive as one blob"
     assert run.markdown, "the streamed output ends with the reply text"
-    first = run.of_type("display_data")[0]["content"]["data"]
-    assert set(first) == {"text/markdown", "text/plain"}
+    widget, reply = (m["content"] for m in run.of_type("display_data")[:2])
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]  # the status widget
+    assert "tiny-qwen2" in widget["data"]["text/plain"]
+    assert set(reply["data"]) == {"text/markdown", "text/plain"}
     assert "tiny-qwen2" in run.displayed  # the footer names the model that answered
 
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shammah_kernel.engine import backend_loader
+from shammah_kernel.engine import loader
 from shammah_kernel.errors import ModelError
-from shammah_kernel.events import GenerationOptions, Notice, TextDelta, TurnFailed, TurnFinished
+from shammah_kernel.events import (
+    EngineState,
+    GenerationOptions,
+    Notice,
+    TextDelta,
+    TurnFailed,
+    TurnFinished,
+)
 from shammah_kernel.model_choice import ModelChoice, ModelSource
 from shammah_kernel.session import ChatSession
-from shammah_kernel.worker import ModelWorker, WorkerState
+from shammah_kernel.worker import ModelWorker
 
 
 def make_session(model: Path, tmp_path: Path, **options: int) -> ChatSession:
-    choice = ModelChoice("tiny", ModelSource.CONFIGURED, "test", model)
-    worker = ModelWorker(backend_loader(choice, tmp_path / "models", "auto"))
+    choice = ModelChoice("tiny", ModelSource.CONFIGURED, "test", path=model)
+    worker = ModelWorker(loader(choice, tmp_path / "models", "auto", lambda _: None), "tiny")
     return ChatSession(worker, GenerationOptions(temperature=0.0, **options))
 
 
@@ -52,11 +59,11 @@ def test_turns_on_a_model_that_failed_to_load_end_with_the_reason(tmp_path: Path
     session = make_session(tmp_path / "missing-model", tmp_path)
     events = list(session.ask("hello"))
     assert isinstance(events[-1], TurnFailed) and "Could not load the model" in events[-1].message
-    assert session.worker.status.state is WorkerState.FAILED
+    assert session.worker.status.state is EngineState.FAILED
 
 
 def test_the_worker_runs_jobs_in_order_and_returns_their_errors() -> None:
-    worker: ModelWorker[list[int]] = ModelWorker(lambda progress: [])
+    worker: ModelWorker[list[int]] = ModelWorker(lambda report: [], "list")
     futures = [worker.submit(lambda log, n=n: log.append(n) or len(log)) for n in range(5)]
     assert [f.result(timeout=10) for f in futures] == [1, 2, 3, 4, 5]
 
@@ -67,4 +74,3 @@ def test_the_worker_runs_jobs_in_order_and_returns_their_errors() -> None:
     assert isinstance(error, ModelError)
     assert worker.submit(len).result(timeout=10) == 5  # the worker survives a failed job
     worker.stop()
-    assert worker.status.state is WorkerState.STOPPED

@@ -1,0 +1,1 @@
+"""Jupyter widgets: one small traits module and one ESM file each."""
