@@ -49,7 +49,10 @@ def _one_path(name: str, args: list[str]) -> Path:
 
 def _help(assistant: Assistant, args: list[str]) -> CommandResult:
     _no_args("help", args)
-    rows = "\n".join(f"| `{c.usage}` | {c.summary} |" for c in COMMANDS.values())
+    # A "|" splits a Markdown table cell even inside backticks: escape it.
+    rows = "\n".join(
+        "| `" + c.usage.replace("|", "\\|") + f"` | {c.summary} |" for c in COMMANDS.values()
+    )
     return CommandResult(
         "**Shammah**: every cell is a message to the assistant; a cell whose first line starts "
         "with `/` is a command.\n\n| command | what it does |\n|---|---|\n" + rows

@@ -66,6 +66,8 @@ class DownloadCancelled(DownloadError):
 
 @dataclass(frozen=True, slots=True)
 class DownloadProgress:
+    """One progress report: bytes are summed over all files of the repo, rate since the start."""
+
     repo_id: str
     downloaded_bytes: int
     total_bytes: int
@@ -80,6 +82,8 @@ class DownloadProgress:
 
 @dataclass(frozen=True, slots=True)
 class CachedModel:
+    """A model repo in the Hugging Face cache; `path` is its current snapshot folder."""
+
     repo_id: str
     size_bytes: int
     path: Path
@@ -102,6 +106,9 @@ def download_model(
     Raises `DownloadError` whose `reason` is a `DownloadFailure`.
     """
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
+    # Plain HTTP even for Xet-stored files: hf_xet 1.8 logs and drops exceptions raised in progress
+    # callbacks, so a cancel would only land after the current (maybe multi-GB) file.
+    constants.HF_HUB_DISABLE_XET = True
     meter = _Meter(repo_id, progress, cancel or threading.Event())
     try:
         return _download(repo_id, revision, meter, endpoint, cache_dir)
@@ -295,7 +302,7 @@ def _download_error(error: Exception, repo_id: str, endpoint: str) -> DownloadEr
         DownloadFailure.OFFLINE: f"cannot reach {endpoint}: offline?{offline_mode}",
         DownloadFailure.UNAUTHORIZED: (
             f"{repo_id} needs a Hugging Face token: set HF_TOKEN or run `hf auth login` "
-            f"(for a gated model, accept its terms at {endpoint}/{repo_id} first)"
+            f"(or check the name; for a gated model, accept its terms at {endpoint}/{repo_id})"
         ),
         DownloadFailure.NOT_FOUND: f"no model repo named {repo_id} on {endpoint}",
         DownloadFailure.DISK_FULL: f"the disk filled up downloading {repo_id}: free some space",

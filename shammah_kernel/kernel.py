@@ -134,12 +134,12 @@ class ShammahKernel(IPythonKernel):
                 if isinstance(final, TurnFailed):
                     return self._error(sink, count, "ModelError", final.message)
                 if final.interrupted:
-                    return self._error(
-                        sink,
-                        count,
-                        "KeyboardInterrupt",
-                        "Interrupted: the partial answer above is kept in the conversation.",
+                    message = (
+                        "Interrupted: the partial answer above is kept in the conversation."
+                        if final.text
+                        else "Interrupted before any answer."
                     )
+                    return self._error(sink, count, "KeyboardInterrupt", message)
         except ShammahError as e:
             return self._error(sink, count, type(e).__name__, str(e))
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}

@@ -87,6 +87,14 @@ class KernelSession:
                 run.reply = reply["content"]
         return run
 
+    def wait_until_ready(self, timeout: float = 120) -> None:
+        """Poll `/model status` until the local model answers (bounded)."""
+        deadline = time.monotonic() + timeout
+        while "| state | ready |" not in self.execute("/model status").displayed:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the local model did not become ready")
+            time.sleep(0.2)
+
     def request(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Send a shell request (complete, inspect, is_complete, ...) and return its reply."""
         msg_id = getattr(self.client, method)(*args, **kwargs)
