@@ -86,6 +86,8 @@ class Assistant:
 
     def _fetched(self, fetched: FetchedModel) -> None:
         self.answering = fetched.choice
+        if fetched.fallback:
+            self.session.fallback_notice = f"{fetched.fallback}. The embedded model answers."
 
     def start(self) -> None:
         """Begin fetching and loading the model in the background (idempotent)."""
@@ -116,7 +118,8 @@ class Assistant:
 
         def load(report_: object) -> MlxBackend:
             backend = load_backend(fetched, self.device, self.worker.report)
-            self.choice, self.answering = choice, fetched.choice
+            self.choice = choice
+            self._fetched(fetched)
             return backend
 
         self.worker.swap(load)

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import logging as hf_logging
 
 from shammah_kernel.errors import DownloadError
 
@@ -109,6 +110,8 @@ def download_model(
     # Plain HTTP even for Xet-stored files: hf_xet 1.8 logs and drops exceptions raised in progress
     # callbacks, so a cancel would only land after the current (maybe multi-GB) file.
     constants.HF_HUB_DISABLE_XET = True
+    # Its retry warnings would print into whichever notebook cell ran last; progress says enough.
+    hf_logging.set_verbosity_error()
     meter = _Meter(repo_id, progress, cancel or threading.Event())
     try:
         return _download(repo_id, revision, meter, endpoint, cache_dir)

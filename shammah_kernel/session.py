@@ -67,6 +67,7 @@ class ChatSession:
         self.store = store
         self._chance = chance
         self.conversation = Conversation()
+        self.fallback_notice = ""  # said once, on the next local turn, when a fallback happened
 
     def ask(self, text: str, *, cell_id: str | None = None, claude: bool = False) -> TurnHandle:
         """Start a turn (`claude=True` for `/claude`); its events stream on the returned handle."""
@@ -136,6 +137,9 @@ class ChatSession:
     def _generate_into(
         self, backend: MlxBackend, handle: TurnHandle, text: str, cell_id: str | None
     ) -> None:
+        if self.fallback_notice:  # set while the model was fetched: say it once, here
+            handle.emit(Notice(self.fallback_notice))
+            self.fallback_notice = ""
         context, max_tokens = self.options.context_length, self.options.max_tokens
         # Keep room for the reply, but never more than half the context for it.
         budget = context - min(max_tokens, context // 2)

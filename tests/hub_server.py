@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class HubServer:
     ranges: list[tuple[str, str | None]] = field(default_factory=list)  # (file, Range) per GET
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     _cut: tuple[str, int] | None = None
+    drip: float = 0.0  # seconds between 8 KiB pieces of a file, to make a download take time
 
     def add_repo(
         self,
@@ -160,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         sent = data if cut is None else data[:cut]
         for offset in range(0, len(sent), _PIECE):
             self.wfile.write(sent[offset : offset + _PIECE])
+            if self.hub.drip:
+                time.sleep(self.hub.drip)
         if cut is not None:
             self.close_connection = True  # the client sees a body shorter than Content-Length
 
