@@ -110,3 +110,21 @@ class EngineStatus:
     total_bytes: int = 0
     bytes_per_second: float = 0.0
     eta_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asked for: the tool's name and its JSON arguments."""
+
+    id: str
+    name: str
+    arguments: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call gave back to the model; failures are results too (`is_error`)."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
