@@ -45,3 +45,7 @@ class ClaudeError(ShammahError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class RuleError(ShammahError):
+    """A permission rule could not be parsed (`Tool` or `Tool(specifier)` expected)."""
