@@ -128,3 +128,25 @@ class ToolResult:
     call_id: str
     content: str
     is_error: bool = False
+
+
+class ApprovalChoice(enum.StrEnum):
+    """The user's answer to a tool call (PRODUCT.md: once, session, pattern, always, deny)."""
+
+    ONCE = "once"
+    SESSION = "session"  # this exact call, for the rest of the session
+    SESSION_PATTERN = "session_pattern"
+    ALWAYS = "always"  # this exact call, remembered in permissions.json
+    ALWAYS_PATTERN = "always_pattern"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    choice: ApprovalChoice
+    rule: str = ""  # the (possibly edited) rule for the pattern choices
+    reason: str = ""  # why the user denied, passed to the model
+
+    @property
+    def approved(self) -> bool:
+        return self.choice is not ApprovalChoice.DENY
