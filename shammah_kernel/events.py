@@ -10,12 +10,16 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message that calls tools
+    tool_call_id: str = ""  # a tool message: the call it answers
+    is_error: bool = False  # a tool message whose call failed or was denied
 
 
 @dataclass(frozen=True, slots=True)
