@@ -6,14 +6,17 @@ The kernel and the magics are thin adapters over this object; it holds no Jupyte
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import ConfigProblem, ShammahConfig, config_path, load_config, models_dir
+from .consent import ConsentGate
 from .crisis import CrisisDetector
 from .engine import FetchedModel, fetch_model, generation_options, load_backend, loader
 from .errors import ShammahError
 from .events import EngineState, EngineStatus
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
+from .permissions import PermissionPolicy, RuleStore
 from .session import ChatSession
 from .store import ExampleStore
 from .worker import ModelWorker
@@ -30,6 +33,10 @@ class Assistant:
         self.problems: list[ConfigProblem]
         self.config, self.problems = load_config(self.config_file)
         self.choice = self._initial_choice()
+        # Kernels start in the notebook's folder: the workspace tools read and search freely.
+        self.workspace = Path.cwd()
+        self.rules = RuleStore(workspace=self.workspace)
+        self.problems += self.rules.problems()
         self.answering = self.choice  # what actually answers (the embedded model after a fallback)
         self.worker: ModelWorker[MlxBackend] = ModelWorker(
             loader(self.choice, models_dir(), self.device, self._fetched), self.choice.name
@@ -43,6 +50,7 @@ class Assistant:
             crisis=self._crisis(),
             claude_share=self.config.sampling.claude_share,
             store=None,
+            gate=ConsentGate(self.workspace, PermissionPolicy(store=self.rules)),
         )
         self._store: ExampleStore | None = None
 

@@ -3,25 +3,41 @@
 Like `mlx_backend`, this module is imported only where a backend is built, so
 `import shammah_kernel` stays free of `anthropic`. The API key never appears in an error,
 a repr or a log line of ours.
+
+Tools are native: definitions go out as `tools=`, `tool_use` blocks come back as
+`ToolCall`s, and the history's tool calls and `Role.TOOL` results are sent as the
+`tool_use` / `tool_result` blocks the Messages API expects.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import anthropic
 import httpx2
-from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+from anthropic.types import (
+    ContentBlockParam,
+    MessageParam,
+    RawMessageStreamEvent,
+    ToolParam,
+    ToolResultBlockParam,
+)
 
 from .errors import ClaudeError
-from .events import GenerationOptions, GenerationStats, Message, Role
+from .events import GenerationOptions, GenerationStats, Message, Role, ToolCall
 
 KEY_HELP = "check ANTHROPIC_API_KEY or api_key in config.toml"
 # Claude's stop reasons in the local backend's words; others pass through unchanged.
-FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
 # The `error.type` of an error event sent mid-stream (HTTP 200), as the status it stands for.
 ERROR_TYPE_STATUS = {
     "invalid_request_error": 400,
@@ -35,6 +51,14 @@ ERROR_TYPE_STATUS = {
     "overloaded_error": 529,
 }
 MAX_DETAIL = 200
+# A tool call whose streamed input is not a JSON object keeps the raw text under this key,
+# so the caller can tell the model what went wrong instead of running the tool.
+MALFORMED_INPUT = "__malformed__"
+# The API rejects a tool_result with empty content when is_error is true.
+EMPTY_RESULT = "(no output)"
+
+# A tool the model may call: name, description, and the JSON schema of its input.
+ToolDefinition = tuple[str, str, Mapping[str, object]]
 
 
 def resolve_api_key(config_key: str) -> str:
@@ -42,10 +66,111 @@ def resolve_api_key(config_key: str) -> str:
     return os.environ.get("ANTHROPIC_API_KEY", "").strip() or config_key.strip()
 
 
-def _chat_message(message: Message) -> MessageParam:
-    if message.role is Role.USER:
-        return UserMessageParam(role="user", content=message.content)
-    return AssistantMessageParam(role="assistant", content=message.content)
+def _tool_param(tool: ToolDefinition) -> ToolParam:
+    name, description, schema = tool
+    return ToolParam(name=name, description=description, input_schema=dict(schema))
+
+
+def _assistant_message(message: Message) -> MessageParam:
+    if not message.tool_calls:
+        return {"role": "assistant", "content": message.content}
+    blocks: list[ContentBlockParam] = []
+    if message.content.strip():  # the API rejects whitespace-only text blocks
+        blocks.append({"type": "text", "text": message.content})
+    for call in message.tool_calls:
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": dict(call.arguments)}
+        )
+    return {"role": "assistant", "content": blocks}
+
+
+def _tool_result(message: Message) -> ToolResultBlockParam:
+    return {
+        "type": "tool_result",
+        "tool_use_id": message.tool_call_id,
+        "content": message.content or EMPTY_RESULT,
+        "is_error": message.is_error,
+    }
+
+
+def _chat_messages(messages: Sequence[Message]) -> list[MessageParam]:
+    """The non-system messages as API turns; a run of tool results becomes one user turn."""
+    chat: list[MessageParam] = []
+    results: list[ToolResultBlockParam] = []
+    for message in messages:
+        if message.role is Role.TOOL:
+            results.append(_tool_result(message))
+            continue
+        if results:
+            chat.append({"role": "user", "content": results})
+            results = []
+        if message.role is Role.USER:
+            chat.append({"role": "user", "content": message.content})
+        elif message.role is Role.ASSISTANT:
+            chat.append(_assistant_message(message))
+    if results:
+        chat.append({"role": "user", "content": results})
+    return chat
+
+
+def _tool_call(call_id: str, name: str, start_input: dict[str, object], raw: str) -> ToolCall:
+    """The call from its streamed input; input that is not a JSON object is kept raw."""
+    if not raw.strip():  # a call without arguments may stream no JSON at all
+        return ToolCall(call_id, name, dict(start_input))
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        return ToolCall(call_id, name, value)
+    return ToolCall(call_id, name, {MALFORMED_INPUT: raw})
+
+
+@dataclass(slots=True)
+class _ToolBlock:
+    id: str
+    name: str
+    start_input: dict[str, object]
+    pieces: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Accumulator:
+    """The reply as its stream events arrive."""
+
+    on_text: Callable[[str], None]
+    parts: list[str] = field(default_factory=list)
+    open_tools: dict[int, _ToolBlock] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    stop_reason: str | None = None
+    first_output_at: float | None = None
+
+    def take(self, event: RawMessageStreamEvent) -> None:
+        if event.type == "message_start":
+            self.prompt_tokens = event.message.usage.input_tokens
+        elif event.type == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                self.open_tools[event.index] = _ToolBlock(block.id, block.name, block.input)
+        elif event.type == "content_block_delta":
+            if self.first_output_at is None:
+                self.first_output_at = time.perf_counter()
+            if event.delta.type == "text_delta":
+                self.parts.append(event.delta.text)
+                self.on_text(event.delta.text)
+            elif event.delta.type == "input_json_delta" and event.index in self.open_tools:
+                self.open_tools[event.index].pieces.append(event.delta.partial_json)
+        elif event.type == "content_block_stop" and event.index in self.open_tools:
+            tool = self.open_tools.pop(event.index)
+            raw = "".join(tool.pieces)
+            self.tool_calls.append(_tool_call(tool.id, tool.name, tool.start_input, raw))
+        elif event.type == "message_delta":
+            # usage on message_delta is cumulative
+            self.generated_tokens = event.usage.output_tokens
+            self.prompt_tokens = event.usage.input_tokens or self.prompt_tokens
+            self.stop_reason = event.delta.stop_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +178,8 @@ class ClaudeReply:
     text: str
     stats: GenerationStats
     interrupted: bool
+    # in block order; only blocks that ended, so an interrupted reply keeps its finished calls
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ClaudeBackend:
@@ -97,42 +224,33 @@ class ClaudeBackend:
         messages: Sequence[Message],
         options: GenerationOptions,
         *,
+        tools: Sequence[ToolDefinition] = (),
         on_text: Callable[[str], None] = lambda _: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ClaudeReply:
-        """Streams one reply; only `options.max_tokens` is sent.
+        """Streams one reply; only `options.max_tokens` is sent, and `tools` when there are any.
 
         anthropic 2.x has no `temperature`/`top_p` parameters, and current Claude models reject
         them with a 400 (BerriAI/litellm#26444), so the local sampling settings stay local.
+        A tool call whose input is not a JSON object comes back as `{MALFORMED_INPUT: raw}`.
         """
         system = "\n\n".join(m.content for m in messages if m.role is Role.SYSTEM)
-        chat = [_chat_message(m) for m in messages if m.role is not Role.SYSTEM]
-        parts: list[str] = []
-        prompt_tokens = generated_tokens = 0
-        stop_reason: str | None = None
+        reply = _Accumulator(on_text)
         interrupted = False
         start = time.perf_counter()
-        first_text_at: float | None = None
         try:
-            with self._client.messages.stream(
+            # the raw event stream: the SDK's `messages.stream` helper raises a bare ValueError
+            # on tool input it cannot parse, which would end the whole reply
+            with self._client.messages.create(
                 model=self.model,
                 max_tokens=options.max_tokens,
-                messages=chat,
+                messages=_chat_messages(messages),
                 system=system or anthropic.omit,
+                tools=[_tool_param(tool) for tool in tools] or anthropic.omit,
+                stream=True,
             ) as stream:
                 for event in stream:
-                    if event.type == "message_start":
-                        prompt_tokens = event.message.usage.input_tokens
-                    elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        if first_text_at is None:
-                            first_text_at = time.perf_counter()
-                        parts.append(event.delta.text)
-                        on_text(event.delta.text)
-                    elif event.type == "message_delta":
-                        # usage on message_delta is cumulative
-                        generated_tokens = event.usage.output_tokens
-                        prompt_tokens = event.usage.input_tokens or prompt_tokens
-                        stop_reason = event.delta.stop_reason
+                    reply.take(event)
                     if should_stop():
                         interrupted = True
                         break  # leaving the `with` closes the response
@@ -140,20 +258,21 @@ class ClaudeBackend:
             # `from None`: the SDK's exception text may quote the server's reply verbatim
             raise self._error(e) from None
         end = time.perf_counter()
-        first = first_text_at if first_text_at is not None else end
+        first = reply.first_output_at if reply.first_output_at is not None else end
+        stop_reason = reply.stop_reason
         finish = (
             "interrupted" if interrupted else FINISH_REASONS.get(stop_reason or "", stop_reason)
         )
         stats = GenerationStats(
             model=self.name,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=reply.prompt_tokens,
             reused_tokens=0,
-            generated_tokens=generated_tokens,
+            generated_tokens=reply.generated_tokens,
             prompt_seconds=first - start,
             generation_seconds=end - first,
             finish_reason=finish or "stop",
         )
-        return ClaudeReply("".join(parts), stats, interrupted)
+        return ClaudeReply("".join(reply.parts), stats, interrupted, tuple(reply.tool_calls))
 
     def _error(self, error: Exception) -> ClaudeError:
         """A short user-facing error for an SDK or transport failure; no SDK text but the type."""

@@ -14,6 +14,7 @@ from .status_report import (
     history_markdown,
     model_cache_markdown,
     model_status_markdown,
+    patterns_markdown,
     status_markdown,
 )
 
@@ -112,6 +113,35 @@ def claude_prompt(code: str) -> str | None:
     return stripped[len("/claude") :].strip()
 
 
+def _patterns(assistant: Assistant, args: list[str]) -> CommandResult:
+    from .permissions import Decision, Rule
+
+    store = assistant.rules
+    sub, rest = (args[0], args[1:]) if args else ("list", [])
+    if sub == "list":
+        _no_args("patterns list", rest)
+        return CommandResult(patterns_markdown(store.list(), store.problems(), store.path))
+    if sub == "add":
+        kind = Decision.ALLOW
+        if rest and rest[0] in {d.value for d in Decision}:
+            kind, rest = Decision(rest[0]), rest[1:]
+        if not rest:
+            raise CommandError("Usage: /patterns add [allow|ask|deny] RULE, e.g. Bash(pytest *)")
+        stored = store.add(kind, Rule.parse(" ".join(rest)))
+        return CommandResult(f"Remembered `{kind.value} {stored.rule}` (id `{stored.id}`).")
+    if sub == "remove":
+        if len(rest) != 1:
+            raise CommandError("Usage: /patterns remove ID (the ids are in /patterns list)")
+        if not store.remove(rest[0]):
+            raise CommandError(f"No remembered rule has the id {rest[0]!r}; see /patterns list")
+        return CommandResult(f"Removed rule `{rest[0]}`.")
+    if sub == "clear":
+        _no_args("patterns clear", rest)
+        store.clear()
+        return CommandResult(f"Cleared the remembered rules in `{store.path}`.")
+    raise CommandError(f"Unknown /patterns subcommand {sub!r}. Available: list, add, remove, clear")
+
+
 def _save(assistant: Assistant, args: list[str]) -> CommandResult:
     path = _one_path("save", args)
     conversation = assistant.session.conversation
@@ -140,6 +170,13 @@ COMMANDS: dict[str, Command] = {
             "which model answers and why; switch models; list the cached models",
             _model,
             subcommands=("status", "select", "cache"),
+        ),
+        Command(
+            "patterns",
+            "/patterns list | add RULE | remove ID | clear",
+            "the remembered tool permission rules, e.g. Bash(pytest *)",
+            _patterns,
+            subcommands=("list", "add", "remove", "clear"),
         ),
         Command(
             "claude",

@@ -7,9 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import ConversationFileError
-from .events import Message, Role, Turn
+from .events import Message, Role, ToolCall, Turn
 
 FORMAT = "shammah-conversation"
 FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ class Conversation:
         out = [Message(Role.SYSTEM, system_prompt)]
         for turn in self.turns[skip:]:
             out.append(Message(Role.USER, turn.user))
+            out.extend(turn.steps)
             out.append(Message(Role.ASSISTANT, turn.assistant))
         out.append(Message(Role.USER, pending_user))
         return out
@@ -71,6 +73,7 @@ class Conversation:
                     "assistant": t.assistant,
                     "interrupted": t.interrupted,
                     "model": t.model,
+                    "steps": [_step_json(m) for m in t.steps],
                 }
                 for t in self.turns
             ],
@@ -101,10 +104,34 @@ class Conversation:
                     assistant=str(t["assistant"]),
                     interrupted=bool(t.get("interrupted", False)),
                     model=str(t.get("model", "")),
+                    steps=tuple(_step(m) for m in t.get("steps", [])),
                 )
                 for t in document["turns"]
             ]
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise ConversationFileError(f"{path} has a malformed turn list: {e}") from e
         self.turns = turns
         return len(turns)
+
+
+def _step_json(message: Message) -> dict[str, object]:
+    return {
+        "role": message.role.value,
+        "content": message.content,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+        "is_error": message.is_error,
+    }
+
+
+def _step(data: dict[str, Any]) -> Message:
+    calls = data.get("tool_calls") or []
+    return Message(
+        Role(str(data["role"])),
+        str(data["content"]),
+        tuple(ToolCall(str(c["id"]), str(c["name"]), dict(c["arguments"])) for c in calls),
+        str(data.get("tool_call_id", "")),
+        bool(data.get("is_error", False)),
+    )

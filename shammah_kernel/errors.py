@@ -49,3 +49,7 @@ class ClaudeError(ShammahError):
 
 class RuleError(ShammahError):
     """A permission rule could not be parsed (`Tool` or `Tool(specifier)` expected)."""
+
+
+class ToolError(ShammahError):
+    """A tool call that cannot be done (missing file, bad regex); its message goes to the model."""

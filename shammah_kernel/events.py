@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 
@@ -77,7 +78,6 @@ class TurnFailed:
     partial_text: str = ""
 
 
-TurnEvent = TextDelta | Notice | TurnFinished | TurnFailed
 
 
 @dataclass(slots=True)
@@ -89,6 +89,7 @@ class Turn:
     cell_id: str | None = None
     interrupted: bool = False
     model: str = ""
+    steps: tuple[Message, ...] = ()  # tool calls and their results, between user and answer
 
 
 class EngineState(enum.StrEnum):
@@ -154,3 +155,40 @@ class Approval:
     @property
     def approved(self) -> bool:
         return self.choice is not ApprovalChoice.DENY
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallProposed:
+    """A tool call that needs the user's decision; whoever renders it resolves `answer`."""
+
+    call: ToolCall
+    description: str  # exactly what will happen: the command, the path, the URL
+    preview: str  # a diff for Edit/Write, else ""
+    suggestion: str  # a generalized rule for the pattern choices, e.g. Bash(pytest *)
+    answer: Future[Approval]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    call: ToolCall
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """Output a running tool streams (Bash), shown in the cell as it arrives."""
+
+    call_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    call: ToolCall
+    description: str
+    result: ToolResult
+
+
+ToolEvent = ToolCallProposed | ToolCallStarted | ToolOutput | ToolCallFinished
+
+TurnEvent = TextDelta | Notice | TurnFinished | TurnFailed | ToolEvent

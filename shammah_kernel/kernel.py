@@ -18,10 +18,11 @@ from ipykernel.ipkernel import IPythonKernel
 from traitlets import Float
 
 from . import __version__
+from .approvals import Approver, Frontend, frontend_for
 from .assistant import Assistant
 from .commands import COMMANDS, claude_prompt, complete, is_command, run_command
 from .errors import ShammahError
-from .events import TurnFailed, TurnFinished
+from .events import ToolCallProposed, TurnFailed, TurnFinished
 from .renderer import OutputSink, ReplyRenderer, markdown_bundle
 from .session import TurnHandle
 
@@ -112,6 +113,7 @@ class ShammahKernel(IPythonKernel):
         count = self.shell.execution_count
         if store_history and not silent:
             self.shell.execution_count += 1
+        self._allow_stdin = allow_stdin  # our execute path, not IPython's, so set it here
         sink: OutputSink = SilentSink() if silent else IopubSink(self)
         self._show_config_problems_once(sink)
         try:
@@ -122,15 +124,16 @@ class ShammahKernel(IPythonKernel):
                 result = run_command(self.assistant, code)
                 sink.display(markdown_bundle(result.markdown))
             elif code.strip():
-                # Interactive clients without cells (jupyter console) ignore display updates,
-                # so they get the reply streamed as plain text; nbclient sends no stdin.
-                renderer = ReplyRenderer(sink, plain=cell_id is None and allow_stdin)
+                # Terminals (jupyter console) ignore display updates: they get plain text.
+                frontend = frontend_for(cell_id, allow_stdin)
+                renderer = ReplyRenderer(sink, plain=frontend is Frontend.TERMINAL)
+                approver = Approver(sink, frontend, self.raw_input)
                 forced = prompt is not None
                 if forced and not prompt:
                     run_command(self.assistant, code)  # raises the usage error
                 message = prompt or code
                 handle = self.assistant.session.ask(message, cell_id=cell_id, claude=forced)
-                final = await self._stream(handle, renderer)
+                final = await self._stream(handle, renderer, approver)
                 if isinstance(final, TurnFailed):
                     return self._error(sink, count, "ModelError", final.message)
                 if final.interrupted:
@@ -166,17 +169,22 @@ class ShammahKernel(IPythonKernel):
             sink.display(markdown_bundle(f"**Settings problems** (defaults used):\n\n{lines}"))
 
     async def _stream(
-        self, handle: TurnHandle, renderer: ReplyRenderer
+        self, handle: TurnHandle, renderer: ReplyRenderer, approver: Approver
     ) -> TurnFinished | TurnFailed:
         with _cancel_on_sigint(handle):
-            while True:
-                event = handle.next_event()
-                if event is None:
-                    await asyncio.sleep(self.poll_interval)
-                    continue
-                renderer.handle(event)
-                if isinstance(event, TurnFinished | TurnFailed):
-                    return event
+            try:
+                while True:
+                    event = handle.next_event()
+                    if event is None:
+                        await asyncio.sleep(self.poll_interval)
+                        continue
+                    if isinstance(event, ToolCallProposed):
+                        approver.ask(event)
+                    renderer.handle(event)
+                    if isinstance(event, TurnFinished | TurnFailed):
+                        return event
+            finally:
+                approver.close("the turn ended before a decision")
 
     def _error(self, sink: OutputSink, count: int, name: str, message: str) -> dict[str, Any]:
         """An error reply with a one-line message in the cell: no traceback of ours."""

@@ -97,16 +97,28 @@ class MlxBackend:
         self._cache = make_prompt_cache(self.model)
         self._cached_tokens: list[int] = []
 
-    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        chat = [{"role": m.role.value, "content": m.content} for m in messages]
-        tokens = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the chat template renders tool definitions (Qwen2.5 does; SmolLM2 does not)."""
+        template = getattr(self.tokenizer, "chat_template", None) or ""
+        return isinstance(template, str) and "tools" in template
+
+    def prompt_tokens(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, object]] = ()
+    ) -> list[int]:
+        chat = [_chat_message(m) for m in messages]
+        tokens = self.tokenizer.apply_chat_template(
+            chat, tools=list(tools) or None, add_generation_prompt=True, tokenize=True
+        )
         # transformers 5 may hand back a BatchEncoding-like mapping instead of a list
         if isinstance(tokens, dict) or hasattr(tokens, "input_ids"):
             tokens = tokens["input_ids"]
         return list(tokens)
 
-    def count_tokens(self, messages: Sequence[Message]) -> int:
-        return len(self.prompt_tokens(messages))
+    def count_tokens(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, object]] = ()
+    ) -> int:
+        return len(self.prompt_tokens(messages, tools))
 
     def _reuse_cache(self, tokens: list[int]) -> int:
         """Trim the cache to the longest prefix it shares with `tokens`; returns that length."""
@@ -130,10 +142,11 @@ class MlxBackend:
         messages: Sequence[Message],
         options: GenerationOptions,
         *,
+        tools: Sequence[dict[str, object]] = (),
         on_text: Callable[[str], None] = lambda _: None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> Generation:
-        tokens = self.prompt_tokens(messages)
+        tokens = self.prompt_tokens(messages, tools)
         reused = self._reuse_cache(tokens)
         text = StreamingText(self.tokenizer.decode)
         sampler = make_sampler(options.temperature, options.top_p)
@@ -204,3 +217,14 @@ class MlxBackend:
 
 def _half_precision(parameters: list[tuple[str, mx.array]]) -> bool:
     return any(v.dtype in (mx.bfloat16, mx.float16) for _, v in parameters)
+
+
+def _chat_message(message: Message) -> dict[str, object]:
+    """A message in the chat-template shape (OpenAI-style tool calls, as Qwen2.5 expects)."""
+    chat: dict[str, object] = {"role": message.role.value, "content": message.content}
+    if message.tool_calls:
+        chat["tool_calls"] = [
+            {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    return chat

@@ -6,7 +6,18 @@ import time
 import uuid
 from typing import Protocol
 
-from .events import GenerationStats, Notice, TextDelta, TurnEvent, TurnFailed, TurnFinished
+from .events import (
+    GenerationStats,
+    Notice,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolOutput,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+)
+from .tool_view import ToolCallView
 
 # Re-render a streaming Markdown output at most this often; a re-render per token would flood
 # the frontend with updates and slow generation down.
@@ -53,6 +64,7 @@ class ReplyRenderer:
         self._shown = False
         self._rendered_at = 0.0
         self._dirty = False
+        self._tools: dict[str, ToolCallView] = {}
 
     def handle(self, event: TurnEvent) -> None:
         if isinstance(event, TextDelta):
@@ -64,13 +76,30 @@ class ReplyRenderer:
             self._finish(event)
         elif isinstance(event, TurnFailed):
             self._flush()
+        elif isinstance(event, ToolCallStarted):
+            self._break_text()
+            self._tools[event.call.id] = ToolCallView(
+                self.sink, event.call, event.description, plain=self.plain
+            )
+        elif isinstance(event, ToolOutput) and event.call_id in self._tools:
+            self._tools[event.call_id].add_output(event.text)
+        elif isinstance(event, ToolCallFinished):
+            view = self._tools.get(event.call.id)
+            if view is None:  # denied or refused before it ran: show the outcome all the same
+                self._break_text()
+                view = ToolCallView(self.sink, event.call, event.description, plain=self.plain)
+            view.finish(event.result)
 
-    def _show_notice(self, text: str) -> None:
+    def _break_text(self) -> None:
+        """Text after a tool call or a notice starts a new output below it."""
         self._flush()
-        if self._shown:  # text after a notice (e.g. Claude failed, the local model answers) is new
+        if self._shown:
             self._display_id = f"shammah-{uuid.uuid4().hex}"
             self._shown = False
             self.text = ""
+
+    def _show_notice(self, text: str) -> None:
+        self._break_text()
         if self.plain:
             self.sink.stream(f"[{text}]\n")
         else:

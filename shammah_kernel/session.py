@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Protocol
 
 from .conversation import Conversation
 from .crisis import HELP_RESOURCES, CrisisDetector
-from .errors import ClaudeError, ModelError, ShammahError
-from .events import (
-    GenerationOptions,
-    Message,
-    Notice,
-    TextDelta,
-    Turn,
-    TurnFailed,
-    TurnFinished,
-)
+from .errors import ClaudeError, ShammahError
+from .events import Message, Notice, Role, TextDelta, ToolCall, Turn, TurnFailed, TurnFinished
 from .router import Route, decide_route
+from .steps import StepReply, ToolSchemas, claude_step, local_step
 from .turn import TurnHandle
 from .worker import ModelWorker
 
 if TYPE_CHECKING:
     from .claude_backend import ClaudeBackend
+    from .events import GenerationOptions
     from .mlx_backend import MlxBackend
     from .store import ExampleStore
+
+TOOL_STEP_LIMIT = 10  # model steps in one turn before it must answer
+REPEAT_LIMIT = 2  # the same tool call with the same arguments, within one turn
+
+
+class ToolGate(Protocol):
+    """Offers the tools to the model and runs a call once the rules or the user allow it."""
+
+    def schemas(self) -> ToolSchemas: ...
+
+    def run(self, call: ToolCall, handle: TurnHandle) -> Message: ...
+
 
 # Small models follow a shown example of a code fence far better than an instruction alone.
 DEFAULT_SYSTEM_PROMPT = (
@@ -40,8 +46,9 @@ DEFAULT_SYSTEM_PROMPT = (
 class ChatSession:
     """Turns a user's text into a streamed reply, from the local model or Claude, keeping history.
 
-    Local turns run on the model worker; Claude turns run on a thread of their own, so Claude
-    can answer while the local model is still downloading or loading.
+    Each turn runs on a thread of its own: local model steps go through the worker's queue, Claude
+    steps and tool calls run on the turn's thread, so Claude can answer while the local model is
+    still downloading or loading, and a long tool call never holds the model.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class ChatSession:
         crisis: CrisisDetector | None = None,
         claude_share: float = 0.0,
         store: ExampleStore | None = None,
+        gate: ToolGate | None = None,
         chance: Callable[[], float] = random.random,
     ) -> None:
         self.worker = worker
@@ -65,6 +73,7 @@ class ChatSession:
         self.crisis = crisis or CrisisDetector()
         self.claude_share = claude_share
         self.store = store
+        self.gate = gate
         self._chance = chance
         self.conversation = Conversation()
         self.fallback_notice = ""  # said once, on the next local turn, when a fallback happened
@@ -83,98 +92,120 @@ class ChatSession:
         if decision.route is Route.HELP:
             handle.emit(TextDelta(HELP_RESOURCES))
             handle.emit(TurnFinished(HELP_RESOURCES, None))
-        elif decision.route is Route.CLAUDE:
-            threading.Thread(
-                target=self._claude_turn,
-                args=(handle, text, cell_id),
-                name="shammah-claude-turn",
-                daemon=True,
-            ).start()
         else:
-            self._local_turn(handle, text, cell_id)
+            self._start_turn(handle, text, cell_id, decision.route is Route.CLAUDE)
         return handle
 
-    def _local_turn(self, handle: TurnHandle, text: str, cell_id: str | None) -> None:
-        self.worker.start()
-        if not self.worker.answering:
-            status = self.worker.status
-            handle.emit(Notice(f"Waiting for {status.model}: {status.detail}…"))
-        future = self.worker.submit(lambda backend: self._run_turn(backend, handle, text, cell_id))
-        future.add_done_callback(lambda f: _report_unserved(f, handle))
+    def _start_turn(self, handle: TurnHandle, text: str, cell_id: str | None, claude: bool) -> None:
+        if not claude:
+            self.worker.start()
+            if not self.worker.answering:
+                status = self.worker.status
+                handle.emit(Notice(f"Waiting for {status.model}: {status.detail}…"))
+        threading.Thread(
+            target=self._run_turn,
+            args=(handle, text, cell_id, claude),
+            name="shammah-turn",
+            daemon=True,
+        ).start()
 
-    def _claude_turn(self, handle: TurnHandle, text: str, cell_id: str | None) -> None:
-        """Runs on its own thread; on a Claude error the turn falls back to the local model."""
-        assert self.claude is not None
-        try:
-            reply = self.claude.generate(
-                self.conversation.messages(self.system_prompt, text),
-                self.options,
-                on_text=lambda delta: handle.emit(TextDelta(delta)) if delta else None,
-                should_stop=lambda: handle.cancelled,
-            )
-        except ClaudeError as e:
-            handle.emit(Notice(f"Claude: {e} Waiting for the local model instead."))
-            self._local_turn(handle, text, cell_id)
-            return
-        except Exception as e:  # the thread's top: the turn must end
-            handle.emit(TurnFailed(f"Claude failed: {type(e).__name__}: {e}"))
-            return
-        turn = Turn(text, reply.text, cell_id, reply.interrupted, self.claude.name)
-        self.conversation.append(turn)
-        handle.emit(TurnFinished(reply.text, reply.stats, reply.interrupted))
+    def _run_turn(self, handle: TurnHandle, text: str, cell_id: str | None, claude: bool) -> None:
+        """The turn's thread: model step, tool calls, model step... until the model answers.
 
-    def _run_turn(
-        self, backend: MlxBackend, handle: TurnHandle, text: str, cell_id: str | None
-    ) -> None:
-        """Runs on the model worker; reports only through the handle's events."""
+        Model work goes through the worker's queue; tools run here, so the worker stays free.
+        """
         try:
-            self._generate_into(backend, handle, text, cell_id)
+            self._loop(handle, text, cell_id, claude)
         except ShammahError as e:
             handle.emit(TurnFailed(str(e)))
-        except Exception as e:  # the job's top: a model crash must not kill the worker
+        except Exception as e:  # the thread's top: the turn must end, with the reason
             handle.emit(TurnFailed(f"The model failed: {type(e).__name__}: {e}"))
 
-    def _generate_into(
-        self, backend: MlxBackend, handle: TurnHandle, text: str, cell_id: str | None
-    ) -> None:
+    def _loop(self, handle: TurnHandle, text: str, cell_id: str | None, claude: bool) -> None:
+        steps: list[Message] = []
+        seen: dict[str, int] = {}
+        for _ in range(TOOL_STEP_LIMIT):
+            reply, claude = self._step(handle, text, steps, claude)
+            if reply.interrupted or not (reply.calls or reply.problems):
+                return self._finish(handle, text, cell_id, steps, reply)
+            steps.append(Message(Role.ASSISTANT, reply.raw, tool_calls=reply.calls))
+            steps.extend(Message(Role.TOOL, p, is_error=True) for p in reply.problems)
+            for call in reply.calls:
+                steps.append(self._call_tool(call, handle, seen))
+        handle.emit(Notice(f"Stopped after {TOOL_STEP_LIMIT} tool steps without an answer."))
+        return self._finish(handle, text, cell_id, steps, reply)
+
+    def _step(
+        self, handle: TurnHandle, text: str, steps: list[Message], claude: bool
+    ) -> tuple[StepReply, bool]:
+        """One model step; a Claude error switches the rest of the turn to the local model."""
+        schemas = self.gate.schemas() if self.gate else ()
+        if claude and self.claude is not None:
+            messages = [*self.conversation.messages(self.system_prompt, text), *steps]
+            try:
+                return claude_step(self.claude, messages, self.options, schemas, handle), True
+            except ClaudeError as e:
+                handle.emit(Notice(f"Claude: {e} Waiting for the local model instead."))
+                self.worker.start()
+        future = self.worker.submit(
+            lambda backend: self._local(backend, handle, text, steps, schemas)
+        )
+        while True:  # wait in slices, so a stop request is seen even while queued
+            try:
+                return future.result(timeout=0.1), False
+            except FutureTimeout:
+                continue
+
+    def _local(
+        self,
+        backend: MlxBackend,
+        handle: TurnHandle,
+        text: str,
+        steps: list[Message],
+        schemas: ToolSchemas,
+    ) -> StepReply:
         if self.fallback_notice:  # set while the model was fetched: say it once, here
             handle.emit(Notice(self.fallback_notice))
             self.fallback_notice = ""
-        context, max_tokens = self.options.context_length, self.options.max_tokens
-        # Keep room for the reply, but never more than half the context for it.
-        budget = context - min(max_tokens, context // 2)
-        messages, dropped = self.conversation.fit(
-            self.system_prompt, text, backend.count_tokens, budget
+        return local_step(
+            backend,
+            self.conversation,
+            self.system_prompt,
+            text,
+            steps,
+            self.options,
+            schemas,
+            handle,
         )
-        prompt_tokens = backend.count_tokens(messages)
-        if prompt_tokens > budget:
-            raise ModelError(
-                f"This message does not fit: it needs {prompt_tokens} tokens and the prompt may "
-                f"use {budget} of the context_length {context} tokens. Shorten it, or raise "
-                "[model] context_length in the config."
-            )
-        if dropped:
-            handle.emit(
-                Notice(
-                    f"Dropped the {dropped} oldest turn(s) so the conversation fits the "
-                    f"context length ({context} tokens)."
-                )
-            )
-        options = replace(self.options, max_tokens=min(max_tokens, context - prompt_tokens))
 
-        def on_text(delta: str) -> None:
-            if delta:
-                handle.emit(TextDelta(delta))
+    def _call_tool(self, call: ToolCall, handle: TurnHandle, seen: dict[str, int]) -> Message:
+        key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True, default=str)}"
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > REPEAT_LIMIT:
+            note = (
+                f"This exact {call.name} call was already made {REPEAT_LIMIT} times in this turn; "
+                "use the earlier result, or answer the user."
+            )
+            return Message(Role.TOOL, note, tool_call_id=call.id, is_error=True)
+        assert self.gate is not None
+        return self.gate.run(call, handle)
 
-        result = backend.generate(
-            messages, options, on_text=on_text, should_stop=lambda: handle.cancelled
-        )
-        full_context = self.conversation.messages(self.system_prompt, text)
-        turn = Turn(text, result.text, cell_id, result.interrupted, backend.name)
+    def _finish(
+        self,
+        handle: TurnHandle,
+        text: str,
+        cell_id: str | None,
+        steps: list[Message],
+        reply: StepReply,
+    ) -> None:
+        full_context = [*self.conversation.messages(self.system_prompt, text), *steps]
+        model = reply.stats.model
+        turn = Turn(text, reply.text, cell_id, reply.interrupted, model, tuple(steps))
         self.conversation.append(turn)
-        handle.emit(TurnFinished(result.text, result.stats, result.interrupted))
-        if not result.interrupted:
-            self._maybe_sample(full_context, result.text)
+        handle.emit(TurnFinished(reply.text, reply.stats, reply.interrupted))
+        local = self.claude is None or model != self.claude.name
+        if local and not reply.interrupted and not steps:
+            self._maybe_sample(full_context, reply.text)
 
     def _maybe_sample(self, context: list[Message], local_answer: str) -> None:
         """Ask Claude too, for a share of local turns; a different answer becomes an example."""
@@ -196,9 +227,3 @@ class ChatSession:
     def reset(self) -> None:
         self.conversation.reset()
 
-
-def _report_unserved(future: Future[None], handle: TurnHandle) -> None:
-    """A turn the worker could not run (the model failed to load) still ends, with the reason."""
-    error = future.exception()
-    if error is not None:
-        handle.emit(TurnFailed(str(error)))

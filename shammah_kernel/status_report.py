@@ -12,6 +12,7 @@ from .events import EngineState, Turn
 
 if TYPE_CHECKING:
     from .assistant import Assistant
+    from .permissions import StoredRule
 
 
 def _size(n: float) -> str:
@@ -122,3 +123,16 @@ def _table(rows: Sequence[tuple[str, str]]) -> str:
 
 def _cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
+
+
+def patterns_markdown(rules: Sequence[StoredRule], problems: Sequence[object], path: Path) -> str:
+    lines = [f"Rules remembered in `{path}` (and a project's `.shammah/permissions.json`):", ""]
+    if rules:
+        lines += ["| id | kind | rule | file |", "|---|---|---|---|"]
+        lines += [
+            f"| `{r.id}` | {r.kind.value} | `{_cell(str(r.rule))}` | `{r.source}` |" for r in rules
+        ]
+    else:
+        lines.append("*No remembered rules.* Approve a call with **Always** or use /patterns add.")
+    lines += [f"\n**Problem:** {p}" for p in problems]
+    return "\n".join(lines)

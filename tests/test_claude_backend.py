@@ -8,17 +8,27 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
-from claude_server import Behavior, ClaudeServer, split_reply
+from claude_server import Behavior, ClaudeServer, ScriptedReply, ToolUse, split_reply
 
-from shammah_kernel.claude_backend import ClaudeBackend, resolve_api_key
+from shammah_kernel.claude_backend import MALFORMED_INPUT, ClaudeBackend, resolve_api_key
 from shammah_kernel.errors import ClaudeError
-from shammah_kernel.events import GenerationOptions, Message, Role
+from shammah_kernel.events import GenerationOptions, Message, Role, ToolCall
 
 KEY = "sk-ant-test-S3CRET-key-0123456789"
 MODEL = "claude-test-model"
 REPLY = "def add(a, b):\n    return a + b\n\nThat adds two numbers."
 LONG_REPLY = " ".join(f"word{n}" for n in range(60))
 QUESTION = [Message(Role.USER, "Write add.")]
+READ_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string"}, "limit": {"type": "integer"}},
+    "required": ["path"],
+}
+TOOLS = [
+    ("read_file", "Read a text file.", READ_SCHEMA),
+    ("list_files", "List the project's files.", {"type": "object", "properties": {}}),
+]
+READ = ToolUse("read_file", {"path": "src/app.py", "limit": 40, "note": 'naïve "quoted"'})
 
 
 @pytest.fixture
@@ -216,3 +226,156 @@ def test_the_key_never_shows_in_errors_reprs_or_logs(
     assert all(e.__cause__ is None and e.__suppress_context__ for e in errors)
     assert "anthropic" in caplog.text  # the SDK did log at DEBUG
     assert KEY not in caplog.text
+
+
+def test_a_tool_use_reply_becomes_tool_calls(server: ClaudeServer) -> None:
+    server.reply = ScriptedReply("Let me look at the file. ", (READ, ToolUse("list_files")))
+    assert len(READ.json_pieces()) > 5  # the input arrives in many partial_json pieces
+    deltas: list[str] = []
+    reply = backend_for(server).generate(
+        QUESTION, GenerationOptions(), tools=TOOLS, on_text=deltas.append
+    )
+    assert deltas == split_reply("Let me look at the file. ")
+    assert reply.text == "Let me look at the file. "
+    assert reply.tool_calls == (
+        ToolCall("toolu_scripted_0", "read_file", READ.input),
+        ToolCall("toolu_scripted_1", "list_files", {}),
+    )
+    assert reply.stats.finish_reason == "tool_calls" and not reply.interrupted
+
+
+def test_tools_are_sent_with_their_input_schema(server: ClaudeServer) -> None:
+    backend = backend_for(server)
+    backend.generate(QUESTION, GenerationOptions(), tools=TOOLS)
+    backend.generate(QUESTION, GenerationOptions())
+    with_tools, without = (request.body for request in server.requests)
+    assert with_tools["tools"] == [
+        {"name": "read_file", "description": "Read a text file.", "input_schema": READ_SCHEMA},
+        {
+            "name": "list_files",
+            "description": "List the project's files.",
+            "input_schema": {"type": "object", "properties": {}},
+        },
+    ]
+    assert "tools" not in without
+
+
+def test_tool_calls_and_results_are_sent_as_the_api_requires(server: ClaudeServer) -> None:
+    read = ToolCall("toolu_1", "read_file", {"path": "src/app.py"})
+    listing = ToolCall("toolu_2", "list_files", {})
+    broken = ToolCall("toolu_3", "read_file", {MALFORMED_INPUT: '{"path": '})
+    messages = [
+        Message(Role.SYSTEM, "You are Shammah."),
+        Message(Role.USER, "What does app.py do?"),
+        Message(Role.ASSISTANT, "Let me look.", tool_calls=(read, listing)),
+        Message(Role.TOOL, "print('hi')", tool_call_id="toolu_1"),
+        Message(Role.TOOL, "denied: not now", tool_call_id="toolu_2", is_error=True),
+        Message(Role.ASSISTANT, "  \n", tool_calls=(broken,)),
+        Message(Role.TOOL, "", tool_call_id="toolu_3", is_error=True),
+        Message(Role.USER, "Go on."),
+    ]
+    backend_for(server).generate(messages, GenerationOptions(), tools=TOOLS)
+    body = server.requests[0].body
+    assert body["system"] == "You are Shammah."
+    assert body["messages"] == [
+        {"role": "user", "content": "What does app.py do?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": read.arguments},
+                {"type": "tool_use", "id": "toolu_2", "name": "list_files", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": "print('hi')",
+                    "is_error": False,
+                },
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "content": "denied: not now",
+                    "is_error": True,
+                },
+            ],
+        },
+        {  # a whitespace-only text block would be refused: only the call goes
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_3",
+                    "name": "read_file",
+                    "input": {MALFORMED_INPUT: '{"path": '},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_3",
+                    "content": "(no output)",  # empty content is refused when is_error
+                    "is_error": True,
+                }
+            ],
+        },
+        {"role": "user", "content": "Go on."},  # the API joins consecutive user turns
+    ]
+
+
+def test_malformed_tool_input_is_kept_raw(server: ClaudeServer) -> None:
+    truncated = '{"path": "src/app.py", "lim'
+    server.reply = ScriptedReply(
+        tool_uses=(
+            ToolUse("read_file", raw_json=truncated),
+            ToolUse("read_file", raw_json="[1, 2]"),  # valid JSON, but not an object
+            READ,
+        ),
+        stop_reason="max_tokens",
+    )
+    reply = backend_for(server).generate(QUESTION, GenerationOptions(), tools=TOOLS)
+    assert reply.text == ""
+    assert reply.tool_calls == (
+        ToolCall("toolu_scripted_0", "read_file", {MALFORMED_INPUT: truncated}),
+        ToolCall("toolu_scripted_1", "read_file", {MALFORMED_INPUT: "[1, 2]"}),
+        ToolCall("toolu_scripted_2", "read_file", READ.input),
+    )
+    assert reply.stats.finish_reason == "length"
+
+
+def test_an_interrupt_keeps_only_the_tool_calls_that_ended(server: ClaudeServer) -> None:
+    server.reply = ScriptedReply(tool_uses=(READ, ToolUse("list_files", {"depth": 2})))
+    # message_start, then READ's start, pieces and stop, then the next block's start and a piece
+    stop_at = 1 + 1 + len(READ.json_pieces()) + 1 + 2
+    events = 0
+
+    def should_stop() -> bool:
+        nonlocal events
+        events += 1
+        return events >= stop_at
+
+    reply = backend_for(server).generate(
+        QUESTION, GenerationOptions(), tools=TOOLS, should_stop=should_stop
+    )
+    assert reply.interrupted and reply.stats.finish_reason == "interrupted"
+    assert reply.tool_calls == (ToolCall("toolu_scripted_0", "read_file", READ.input),)
+
+
+def test_the_scripted_server_answers_tool_use_without_streaming(server: ClaudeServer) -> None:
+    server.reply = ScriptedReply("Reading.", (READ,))
+    client = anthropic.Anthropic(api_key=KEY, base_url=server.url, max_retries=0)
+    message = client.messages.create(
+        model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "Hi"}]
+    )
+    text, tool_use = message.content
+    assert text.type == "text" and text.text == "Reading."
+    assert tool_use.type == "tool_use" and tool_use.id == "toolu_scripted_0"
+    assert tool_use.name == "read_file" and tool_use.input == READ.input
+    assert message.stop_reason == "tool_use"

@@ -1,0 +1,68 @@
+"""How a tool call looks in the cell: one compact, expandable block that fills as output streams."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol
+
+from .events import ToolCall, ToolResult
+
+SHOWN_OUTPUT = 4000  # characters of a tool's output kept in the cell (the model sees its own cap)
+UPDATE_INTERVAL = 0.1
+
+
+class Sink(Protocol):
+    def display(self, data: dict[str, str], display_id: str | None = None) -> None: ...
+
+    def update(self, data: dict[str, str], display_id: str) -> None: ...
+
+    def stream(self, text: str) -> None: ...
+
+
+def _fenced(text: str) -> str:
+    fence = "````" if "```" in text else "```"
+    return f"{fence}text\n{text.rstrip()}\n{fence}"
+
+
+class ToolCallView:
+    def __init__(self, sink: Sink, call: ToolCall, description: str, *, plain: bool) -> None:
+        self.sink, self.call, self.description, self.plain = sink, call, description, plain
+        self.output = ""
+        self._id = f"shammah-tool-{uuid.uuid4().hex}"
+        self._updated = 0.0
+        if plain:
+            sink.stream(f"[{call.name}: {description}]\n")
+        else:
+            sink.display(self._bundle("running…", open_=True), self._id)
+
+    def add_output(self, text: str) -> None:
+        self.output += text
+        if self.plain:
+            self.sink.stream(text)
+        elif time.monotonic() - self._updated >= UPDATE_INTERVAL:
+            self.sink.update(self._bundle("running…", open_=True), self._id)
+            self._updated = time.monotonic()
+
+    def finish(self, result: ToolResult) -> None:
+        state = "failed" if result.is_error else "done"
+        if not self.output:
+            self.output = result.content
+        if self.plain:
+            self.sink.stream(f"[{self.call.name} {state}]\n")
+        else:
+            self.sink.update(self._bundle(state, open_=result.is_error), self._id)
+
+    def _bundle(self, state: str, *, open_: bool) -> dict[str, str]:
+        shown = self.output[-SHOWN_OUTPUT:]
+        cut = "…\n" if len(self.output) > SHOWN_OUTPUT else ""
+        body = f"\n\n{_fenced(cut + shown)}\n" if shown.strip() else "\n"
+        summary = f"<b>{self.call.name}</b> <code>{_escape(self.description)}</code> · {state}"
+        tag = "<details open>" if open_ else "<details>"
+        markdown = f"{tag}<summary>{summary}</summary>{body}</details>"
+        plain = f"[{self.call.name}: {self.description} · {state}]\n{cut}{shown}"
+        return {"text/markdown": markdown, "text/plain": plain}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
