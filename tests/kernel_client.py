@@ -58,11 +58,14 @@ class KernelSession:
         cell_id: str | None = "auto",
         timeout: float = 300,
         interrupt_when: Any = None,
+        react: Any = None,
+        allow_stdin: bool | None = None,
+        stdin_answers: list[str] | None = None,
     ) -> CellRun:
         """Run a cell; `cell_id=None` behaves like a terminal client (no cell id)."""
         # No cell id means a terminal client such as jupyter console, which allows stdin.
-        terminal = cell_id is None
-        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": terminal}
+        stdin = cell_id is None if allow_stdin is None else allow_stdin
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": stdin}
         msg = self.client.session.msg("execute_request", content)
         if cell_id is not None:
             msg["metadata"]["cellId"] = uuid.uuid4().hex if cell_id == "auto" else cell_id
@@ -78,6 +81,9 @@ class KernelSession:
                     break
                 continue
             run.messages.append(m)
+            self._answer_stdin(stdin_answers)
+            if react is not None:
+                react(self, m)
             if interrupt_when is not None and interrupt_when(run):
                 self.manager.interrupt_kernel()
                 interrupt_when = None
@@ -86,6 +92,18 @@ class KernelSession:
             if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
                 run.reply = reply["content"]
         return run
+
+    def _answer_stdin(self, answers: list[str] | None) -> None:
+        while answers and self.client.stdin_channel.msg_ready():
+            request = self.client.stdin_channel.get_msg(timeout=1)
+            if request["msg_type"] == "input_request":
+                self.client.input(answers.pop(0) if answers else "")
+
+    def send_widget_state(self, comm_id: str, state: dict[str, Any]) -> None:
+        """What a frontend sends when the user changes a widget (a click, a typed value)."""
+        data = {"method": "update", "state": state, "buffer_paths": []}
+        msg = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self.client.shell_channel.send(msg)
 
     def wait_until_ready(self, timeout: float = 120) -> None:
         """Poll `/model status` until the local model answers (bounded)."""
