@@ -119,4 +119,6 @@ def test_interrupting_a_pending_approval_denies_it(
         "make the file", interrupt_when=lambda r: any(approval_comm(m) for m in r.messages)
     )
     assert not sentinel.exists()
+    closed = [m for m in run.messages if m["msg_type"] == "comm_msg"]
+    assert any(m["content"]["data"]["state"].get("state") == "cancelled" for m in closed)
     assert session.execute("/status").status == "ok"
