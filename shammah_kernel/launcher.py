@@ -7,22 +7,18 @@ import sys
 from pathlib import Path
 
 from .kernelspec import KERNEL_NAME, install
+from .model_choice import MODEL_VARIABLE
 
 CELL_TIMEOUT = 600  # seconds; the first cell may wait for the one-time model conversion
 
 
 def prepare_model() -> None:
     """Convert the embedded model now, with progress on the terminal, so the first cell is quick."""
-    from .config import load_config, models_dir
+    from .config import models_dir
     from .embedded import ensure_embedded_model
 
-    config, _ = load_config()
-    if config.model.id:
-        return
     print("Preparing the embedded SmolLM2 model (converted once, then reused)…", flush=True)
-    folder = ensure_embedded_model(
-        models_dir(), progress=lambda step: print(f"  {step}", flush=True)
-    )
+    folder = ensure_embedded_model(models_dir(), progress=lambda step: print(f"  {step}", flush=True))
     print(f"Model ready in {folder}", flush=True)
 
 
@@ -53,7 +49,10 @@ def ensure_kernelspec() -> None:
 
 def start(notebook: Path, *, headless: bool, output: Path | None, port: int) -> int:
     ensure_kernelspec()
-    prepare_model()
+    # The getting-started run answers offline, on the embedded model, unless told otherwise.
+    os.environ.setdefault(MODEL_VARIABLE, "embedded")
+    if os.environ[MODEL_VARIABLE] == "embedded":
+        prepare_model()
     if headless:
         target = output or notebook.with_suffix(".executed.ipynb")
         print(f"Executing {notebook} on the Shammah kernel…", flush=True)
