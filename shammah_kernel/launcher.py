@@ -18,7 +18,10 @@ def prepare_model() -> None:
     from .embedded import ensure_embedded_model
 
     print("Preparing the embedded SmolLM2 model (converted once, then reused)…", flush=True)
-    folder = ensure_embedded_model(models_dir(), progress=lambda step: print(f"  {step}", flush=True))
+    def step(text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    folder = ensure_embedded_model(models_dir(), progress=step)
     print(f"Model ready in {folder}", flush=True)
 
 
