@@ -125,5 +125,5 @@ class ConsentGate:
         self, call: ToolCall, description: str, message: str, handle: TurnHandle
     ) -> ToolResult:
         result = ToolResult(call.id, message, is_error=True)
-        handle.emit(ToolCallFinished(call, description, result))
+        handle.emit(ToolCallFinished(call, description, result, refused=True))
         return result

@@ -187,6 +187,7 @@ class ToolCallFinished:
     call: ToolCall
     description: str
     result: ToolResult
+    refused: bool = False  # never ran: denied, or not a valid call
 
 
 ToolEvent = ToolCallProposed | ToolCallStarted | ToolOutput | ToolCallFinished

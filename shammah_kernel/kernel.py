@@ -178,9 +178,9 @@ class ShammahKernel(IPythonKernel):
                     if event is None:
                         await asyncio.sleep(self.poll_interval)
                         continue
+                    renderer.handle(event)
                     if isinstance(event, ToolCallProposed):
                         approver.ask(event)
-                    renderer.handle(event)
                     if isinstance(event, TurnFinished | TurnFailed):
                         return event
             finally:

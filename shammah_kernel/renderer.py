@@ -11,6 +11,7 @@ from .events import (
     Notice,
     TextDelta,
     ToolCallFinished,
+    ToolCallProposed,
     ToolCallStarted,
     ToolOutput,
     TurnEvent,
@@ -88,7 +89,9 @@ class ReplyRenderer:
             if view is None:  # denied or refused before it ran: show the outcome all the same
                 self._break_text()
                 view = ToolCallView(self.sink, event.call, event.description, plain=self.plain)
-            view.finish(event.result)
+            view.finish(event.result, refused=event.refused)
+        elif isinstance(event, ToolCallProposed):
+            self._break_text()  # the text so far stays visible above the approval card
 
     def _break_text(self) -> None:
         """Text after a tool call or a notice starts a new output below it."""

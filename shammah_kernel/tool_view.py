@@ -44,8 +44,8 @@ class ToolCallView:
             self.sink.update(self._bundle("running…", open_=True), self._id)
             self._updated = time.monotonic()
 
-    def finish(self, result: ToolResult) -> None:
-        state = "failed" if result.is_error else "done"
+    def finish(self, result: ToolResult, *, refused: bool = False) -> None:
+        state = "not run" if refused else "failed" if result.is_error else "done"
         if not self.output:
             self.output = result.content
         if self.plain:

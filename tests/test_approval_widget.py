@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_harness import (
+    browser_test,
+    expect,
+    lab_page,
+    run_cell,
+    set_theme,
+    shot,
+    wait_for_kernel,
+    write_notebook,
+)
 
 from shammah_kernel.events import Approval, ApprovalChoice
 from shammah_kernel.widgets.approval import (
@@ -26,9 +26,6 @@ from shammah_kernel.widgets.approval import (
 )
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-WAIT_S = 120  # generous: other test runs share this machine's two cores
 COMMAND = "pytest -q tests/test_approval_widget.py"
 DIFF = "\n".join(
     [
@@ -308,187 +305,93 @@ CANCEL = 'edit.cancel("the turn was stopped")'
 REASON = "not now, add tests first"  # "dd" deletes a cell, were the keys to reach Lab's shortcuts
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _write_notebook(path: Path, sources: list[str]) -> None:
-    cells: list[dict[str, Any]] = [
-        {"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
-        for s in sources
-    ]
-    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    notebook: dict[str, Any] = {"cells": cells, "metadata": {"kernelspec": kernelspec}}
-    notebook.update(nbformat=4, nbformat_minor=5)
-    path.write_text(json.dumps(notebook))
-
-
-@contextmanager
-def _lab(root: Path, tmp_path: Path, notebook: str) -> Iterator[str]:
-    """JupyterLab as tests/test_lab_browser.py runs it; yields the notebook's URL with its token."""
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
-    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    port, token = _free_port(), "shammah-approval-test"
-    args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root"]
-    args += ["--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
-    args += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    args += ["--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True"]
-    with (tmp_path / "lab.log").open("wb") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + WAIT_S
-            while True:
-                assert proc.poll() is None, f"JupyterLab exited: {proc.returncode}"
-                assert time.monotonic() < deadline, "JupyterLab did not answer"
-                try:
-                    urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).close()
-                    break
-                except OSError:
-                    time.sleep(0.25)
-            yield f"{base}/lab/tree/{notebook}?reset&token={token}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
 def _shot(page: Any, card: Any, name: str) -> None:
-    """The card with a margin of the notebook around it."""
-    card.scroll_into_view_if_needed()
-    box = card.bounding_box()
-    clip = {"x": box["x"] - 16, "y": box["y"] - 12}
-    clip.update(width=box["width"] + 32, height=box["height"] + 24)
-    page.screenshot(path=str(ARTIFACTS / f"approval-{name}.png"), clip=clip)
+    shot(page, f"approval-{name}", card)
 
 
-def _run_cell(page: Any, index: int) -> Any:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Shift+Enter")
-    return cell
-
-
-@pytest.mark.browser
-@pytest.mark.timeout(400)
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
-def test_a_running_cell_waits_for_the_click(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is missing"
-    )
-    expect = sync_api.expect
-    expect.set_options(timeout=WAIT_S * 1000)
-    # The run's preloaded OpenBLAS (tests/openblas_preload.py) crashes Chromium and Playwright.
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    ARTIFACTS.mkdir(exist_ok=True)
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    _write_notebook(root / "approval.ipynb", [SETUP_AND_BASH, WEBFETCH, EDIT, SCRIPT, CANCEL])
+@browser_test(timeout=400)
+def test_a_running_cell_waits_for_the_click(tmp_path: Path) -> None:
+    sources = [SETUP_AND_BASH, WEBFETCH, EDIT, SCRIPT, CANCEL]
+    notebook = write_notebook(tmp_path, "approval.ipynb", sources)
     pattern = Approval(ApprovalChoice.SESSION_PATTERN, rule="Bash(pytest -q *)")
     denial = Approval(ApprovalChoice.DENY, reason=REASON)
 
-    with _lab(root, tmp_path, "approval.ipynb") as url, sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
-            + ["--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            viewport={"width": 1100, "height": 900},
+    with lab_page(tmp_path, notebook, viewport=(1100, 900)) as page:
+        wait_for_kernel(page, "Python 3 (ipykernel)")
+        cells = page.locator(".jp-Notebook .jp-Cell")
+
+        # A pattern for this session, its rule edited key by key, while the cell waits.
+        cell = run_cell(page, 0)
+        card = cell.locator(".shammah-approval")
+        expect(card).to_have_attribute("data-state", "pending")
+        expect(cell.locator(".jp-InputPrompt")).to_contain_text("[*]:")
+        expect(card.locator(".shammah-approval-preview")).to_be_hidden()
+        rule = card.locator(".shammah-approval-rule")
+        expect(rule).to_have_value("Bash(pytest *)")
+        _shot(page, card, "bash-pending")
+        rule.fill("")
+        for_session = card.get_by_role("button", name="Pattern for this session")
+        expect(for_session).to_be_disabled()  # no rule, no pattern
+        rule.press_sequentially("Bash(pytest -q *)")
+        expect(for_session).to_be_enabled()
+        for_session.click()
+        expect(card).to_have_attribute("data-state", "decided")
+        outcome = card.locator(".shammah-approval-outcome")
+        expect(outcome).to_have_text("Allowed for this session: Bash(pytest -q *)")
+        # The controls are hidden now, so no longer in the accessibility tree.
+        expect(card.locator("button[data-choice=session_pattern]")).to_be_disabled()
+        stdout = cell.locator('[data-mime-type="application/vnd.jupyter.stdout"]')
+        # The typed rule reached the synced trait too, in the same message as the decision.
+        expect(stdout).to_have_text(f"{pattern!r}\ntyped: 'Bash(pytest -q *)' ''")
+        expect(cell.locator(".jp-InputPrompt")).to_contain_text("[1]:")
+        _shot(page, card, "bash-decided")
+
+        # Deny, with a reason typed key by key.
+        cell = run_cell(page, 1)
+        card = cell.locator(".shammah-approval")
+        expect(card).to_have_attribute("data-state", "pending")
+        reason = card.locator(".shammah-approval-reason")
+        reason.press_sequentially(REASON)
+        expect(cells).to_have_count(5)  # the keys stayed in the input
+        _shot(page, card, "webfetch-reason")
+        card.get_by_role("button", name="Deny").click()
+        expect(card.locator(".shammah-approval-outcome")).to_have_text(f"Denied: {REASON}")
+        expect(card.locator("button:enabled")).to_have_count(0)
+        stdout = cell.locator('[data-mime-type="application/vnd.jupyter.stdout"]')
+        typed = f"typed: 'WebFetch(domain:docs.python.org)' '{REASON}'"
+        expect(stdout).to_have_text(f"{denial!r}\n{typed}")
+        expect(cell.locator(".jp-InputPrompt")).to_contain_text("[2]:")
+        _shot(page, card, "webfetch-denied")
+
+        # An Edit's diff, reached by keyboard; then cancelled from Python.
+        cell = run_cell(page, 2)
+        card = cell.locator(".shammah-approval")
+        expect(card.locator(".shammah-approval-add")).to_have_count(4)
+        expect(card.locator(".shammah-approval-del")).to_have_count(3)
+        expect(card.locator(".shammah-approval-hunk")).to_have_count(1)
+        card.locator(".shammah-approval-rule").focus()
+        page.keyboard.press("Tab")
+        expect(card.get_by_role("button", name="Pattern for this session")).to_be_disabled()
+        expect(card.locator(".shammah-approval-reason")).to_be_focused()  # disabled skipped
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Shift+Tab")
+        expect(card.get_by_role("button", name="Always (this exact call)")).to_be_focused()
+        page.mouse.move(0, 0)
+        _shot(page, card, "edit-diff")
+        script = run_cell(page, 3).locator(".shammah-approval")
+        expect(script.locator(".shammah-approval-code")).to_contain_text("ctest --test-dir")
+        page.mouse.move(0, 0)
+        _shot(page, script, "bash-script")
+        set_theme(page, "JupyterLab Dark")
+        page.wait_for_timeout(300)  # let the theme's stylesheet settle before the picture
+        _shot(page, card, "edit-diff-dark")
+        _shot(page, cells.nth(0).locator(".shammah-approval"), "bash-decided-dark")
+        _shot(page, script, "bash-script-dark")
+
+        run_cell(page, 4)
+        expect(card).to_have_attribute("data-state", "cancelled")
+        expect(card.locator(".shammah-approval-outcome")).to_have_text(
+            "Cancelled: the turn was stopped"
         )
-        context.set_default_timeout(WAIT_S * 1000)
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.goto(url)
-            expect(page.locator("#jp-main-statusbar")).to_contain_text(
-                "Python 3 (ipykernel) | Idle"
-            )
-            cells = page.locator(".jp-Notebook .jp-Cell")
-
-            # A pattern for this session, its rule edited key by key, while the cell waits.
-            cell = _run_cell(page, 0)
-            card = cell.locator(".shammah-approval")
-            expect(card).to_have_attribute("data-state", "pending")
-            expect(cell.locator(".jp-InputPrompt")).to_contain_text("[*]:")
-            expect(card.locator(".shammah-approval-preview")).to_be_hidden()
-            rule = card.locator(".shammah-approval-rule")
-            expect(rule).to_have_value("Bash(pytest *)")
-            _shot(page, card, "bash-pending")
-            rule.fill("")
-            for_session = card.get_by_role("button", name="Pattern for this session")
-            expect(for_session).to_be_disabled()  # no rule, no pattern
-            rule.press_sequentially("Bash(pytest -q *)")
-            expect(for_session).to_be_enabled()
-            for_session.click()
-            expect(card).to_have_attribute("data-state", "decided")
-            outcome = card.locator(".shammah-approval-outcome")
-            expect(outcome).to_have_text("Allowed for this session: Bash(pytest -q *)")
-            # The controls are hidden now, so no longer in the accessibility tree.
-            expect(card.locator("button[data-choice=session_pattern]")).to_be_disabled()
-            stdout = cell.locator('[data-mime-type="application/vnd.jupyter.stdout"]')
-            # The typed rule reached the synced trait too, in the same message as the decision.
-            expect(stdout).to_have_text(f"{pattern!r}\ntyped: 'Bash(pytest -q *)' ''")
-            expect(cell.locator(".jp-InputPrompt")).to_contain_text("[1]:")
-            _shot(page, card, "bash-decided")
-
-            # Deny, with a reason typed key by key.
-            cell = _run_cell(page, 1)
-            card = cell.locator(".shammah-approval")
-            expect(card).to_have_attribute("data-state", "pending")
-            reason = card.locator(".shammah-approval-reason")
-            reason.press_sequentially(REASON)
-            expect(cells).to_have_count(5)  # the keys stayed in the input
-            _shot(page, card, "webfetch-reason")
-            card.get_by_role("button", name="Deny").click()
-            expect(card.locator(".shammah-approval-outcome")).to_have_text(f"Denied: {REASON}")
-            expect(card.locator("button:enabled")).to_have_count(0)
-            stdout = cell.locator('[data-mime-type="application/vnd.jupyter.stdout"]')
-            typed = f"typed: 'WebFetch(domain:docs.python.org)' '{REASON}'"
-            expect(stdout).to_have_text(f"{denial!r}\n{typed}")
-            expect(cell.locator(".jp-InputPrompt")).to_contain_text("[2]:")
-            _shot(page, card, "webfetch-denied")
-
-            # An Edit's diff, reached by keyboard; then cancelled from Python.
-            cell = _run_cell(page, 2)
-            card = cell.locator(".shammah-approval")
-            expect(card.locator(".shammah-approval-add")).to_have_count(4)
-            expect(card.locator(".shammah-approval-del")).to_have_count(3)
-            expect(card.locator(".shammah-approval-hunk")).to_have_count(1)
-            card.locator(".shammah-approval-rule").focus()
-            page.keyboard.press("Tab")
-            expect(card.get_by_role("button", name="Pattern for this session")).to_be_disabled()
-            expect(card.locator(".shammah-approval-reason")).to_be_focused()  # disabled skipped
-            page.keyboard.press("Shift+Tab")
-            page.keyboard.press("Shift+Tab")
-            expect(card.get_by_role("button", name="Always (this exact call)")).to_be_focused()
-            page.mouse.move(0, 0)
-            _shot(page, card, "edit-diff")
-            script = _run_cell(page, 3).locator(".shammah-approval")
-            expect(script.locator(".shammah-approval-code")).to_contain_text("ctest --test-dir")
-            page.mouse.move(0, 0)
-            _shot(page, script, "bash-script")
-            page.evaluate(
-                "window.jupyterapp.commands.execute("
-                "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
-            )
-            expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-            expect(page.locator("#jupyterlab-splash")).to_have_count(0)  # shown while it switches
-            page.wait_for_timeout(300)  # let the theme's stylesheet settle before the picture
-            _shot(page, card, "edit-diff-dark")
-            _shot(page, cells.nth(0).locator(".shammah-approval"), "bash-decided-dark")
-            _shot(page, script, "bash-script-dark")
-
-            _run_cell(page, 4)
-            expect(card).to_have_attribute("data-state", "cancelled")
-            expect(card.locator(".shammah-approval-outcome")).to_have_text(
-                "Cancelled: the turn was stopped"
-            )
-            expect(card.locator("button:enabled")).to_have_count(0)
-            _shot(page, card, "edit-cancelled-dark")
-        finally:
-            context.close()
+        expect(card.locator("button:enabled")).to_have_count(0)
+        _shot(page, card, "edit-cancelled-dark")

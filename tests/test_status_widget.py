@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
+from lab_harness import (
+    WAIT_S,
+    browser_test,
+    expect,
+    lab_page,
+    run_cell,
+    set_theme,
+    shot,
+    wait_for_kernel,
+    write_notebook,
+)
 
 from shammah_kernel.events import EngineState, EngineStatus
 from shammah_kernel.widgets.status import StatusWidget, format_duration, status_text
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-WAIT_S = 120  # generous: other test runs share this machine's two cores
 QWEN = "Qwen2.5-1.5B-Instruct"
 DOWNLOADING = EngineStatus(
     EngineState.DOWNLOADING,
@@ -167,123 +166,40 @@ def test_show_from_a_thread_after_the_cell_finished(tmp_path: Path) -> None:
     assert not [m for m in after if m["msg_type"] == "stream"], "the thread printed"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _lab(root: Path, tmp_path: Path) -> Iterator[str]:
-    """JupyterLab as tests/test_lab_browser.py runs it; yields the base URL with its token."""
-    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
-    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    port, token = _free_port(), "shammah-status-test"
-    args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root"]
-    args += ["--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
-    args += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
-    args += ["--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True"]
-    with (tmp_path / "lab.log").open("wb") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + WAIT_S
-            while True:
-                assert proc.poll() is None, f"JupyterLab exited: {proc.returncode}"
-                assert time.monotonic() < deadline, "JupyterLab did not answer"
-                try:
-                    urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).close()
-                    break
-                except OSError:
-                    time.sleep(0.25)
-            yield f"{base}/lab/tree/status.ipynb?reset&token={token}"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
-def _shot(page: Any, card: Any, name: str) -> None:
-    """The card with a margin of the notebook around it."""
-    box = card.bounding_box()
-    clip = {"x": box["x"] - 16, "y": box["y"] - 12}
-    clip.update(width=box["width"] + 32, height=box["height"] + 24)
-    page.screenshot(path=str(ARTIFACTS / f"status-widget-{name}.png"), clip=clip)
-
-
-@pytest.mark.browser
-@pytest.mark.timeout(300)
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
-def test_card_in_jupyterlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is missing"
-    )
-    expect = sync_api.expect
-    expect.set_options(timeout=WAIT_S * 1000)
-    # The run's preloaded OpenBLAS (tests/openblas_preload.py) crashes Chromium and Playwright.
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    ARTIFACTS.mkdir(exist_ok=True)
-    root, signals = tmp_path / "notebooks", tmp_path / "signals"
-    root.mkdir()
+@browser_test()
+def test_card_in_jupyterlab(tmp_path: Path) -> None:
+    signals = tmp_path / "signals"
     signals.mkdir()
     failed = f'EngineStatus(S.FAILED, "{QWEN}", detail="{FAILED.detail}", hint="{FAILED.hint}")'
     batches = f"[[{LOADED_QWEN}], [EngineStatus(S.READY, '{QWEN}')], [{failed}]]"
-    source = CELL.format(batches=batches, folder=str(signals))
-    notebook: dict[str, Any] = {
-        "cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": []}]
-    }
-    notebook["cells"][0]["execution_count"] = None
-    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    notebook.update(metadata={"kernelspec": kernelspec}, nbformat=4, nbformat_minor=5)
-    (root / "status.ipynb").write_text(json.dumps(notebook))
+    notebook = write_notebook(
+        tmp_path, "status.ipynb", [CELL.format(batches=batches, folder=str(signals))]
+    )
 
-    with _lab(root, tmp_path) as url, sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
-            + ["--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            viewport={"width": 1100, "height": 700},
+    with lab_page(tmp_path, notebook, viewport=(1100, 700)) as page:
+        wait_for_kernel(page, "Python 3 (ipykernel)")
+        run_cell(page, 0)
+        card = page.locator(".jp-OutputArea .shammah-status")
+        expect(card).to_have_attribute("data-state", "initializing")
+        expect(card.locator(".shammah-status-bar-indeterminate")).to_be_visible()
+        shot(page, "status-widget-initializing", card)
+
+        (signals / "go-0").touch()
+        expect(card).to_have_attribute("data-state", "downloading")
+        expect(card.locator(".shammah-status-numbers")).to_have_text(
+            "412.0 MB / 1.6 GB (25%) · 12.3 MB/s · ETA 1m38s"
         )
-        context.set_default_timeout(WAIT_S * 1000)
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.goto(url)
-            expect(page.locator("#jp-main-statusbar")).to_contain_text(
-                "Python 3 (ipykernel) | Idle"
-            )
-            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            page.keyboard.press("Shift+Enter")
-            card = page.locator(".jp-OutputArea .shammah-status")
-            expect(card).to_have_attribute("data-state", "initializing")
-            expect(card.locator(".shammah-status-bar-indeterminate")).to_be_visible()
-            _shot(page, card, "initializing")
+        expect(card.locator(".shammah-status-fill")).to_have_attribute("style", "width: 25.8%;")
+        page.wait_for_timeout(400)  # the bar's width transition
+        shot(page, "status-widget-downloading", card)
 
-            (signals / "go-0").touch()
-            expect(card).to_have_attribute("data-state", "downloading")
-            expect(card.locator(".shammah-status-numbers")).to_have_text(
-                "412.0 MB / 1.6 GB (25%) · 12.3 MB/s · ETA 1m38s"
-            )
-            expect(card.locator(".shammah-status-fill")).to_have_attribute("style", "width: 25.8%;")
-            page.wait_for_timeout(400)  # the bar's width transition
-            _shot(page, card, "downloading")
+        (signals / "go-1").touch()
+        expect(card).to_have_attribute("data-state", "ready")
+        expect(card.locator(".shammah-status-label")).to_have_text("Ready")
+        expect(card.locator(".shammah-status-bar")).to_have_count(0)
+        shot(page, "status-widget-ready", card)
 
-            (signals / "go-1").touch()
-            expect(card).to_have_attribute("data-state", "ready")
-            expect(card.locator(".shammah-status-label")).to_have_text("Ready")
-            expect(card.locator(".shammah-status-bar")).to_have_count(0)
-            _shot(page, card, "ready")
-
-            page.evaluate(
-                "window.jupyterapp.commands.execute("
-                "'apputils:change-theme', {theme: 'JupyterLab Dark'})"
-            )
-            expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-            expect(page.locator("#jupyterlab-splash")).to_have_count(0)  # shown while it switches
-            (signals / "go-2").touch()
-            expect(card.locator(".shammah-status-trouble")).to_contain_text(FAILED.hint)
-            _shot(page, card, "failed-dark")
-        finally:
-            context.close()
+        set_theme(page, "JupyterLab Dark")
+        (signals / "go-2").touch()
+        expect(card.locator(".shammah-status-trouble")).to_contain_text(FAILED.hint)
+        shot(page, "status-widget-failed-dark", card)
