@@ -13,8 +13,9 @@ from .config import ConfigProblem, ShammahConfig, config_path, load_config, mode
 from .consent import ConsentGate
 from .crisis import CrisisDetector
 from .engine import FetchedModel, fetch_model, generation_options, load_backend, loader
-from .errors import ShammahError
-from .events import EngineState, EngineStatus
+from .errors import CommandError, ShammahError
+from .events import EngineState, EngineStatus, Message, Turn
+from .feedback import Feedback, collectable, training_pair, weight_of
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
 from .permissions import PermissionPolicy, RuleStore
 from .session import ChatSession
@@ -53,6 +54,8 @@ class Assistant:
             gate=ConsentGate(self.workspace, PermissionPolicy(store=self.rules)),
         )
         self._store: ExampleStore | None = None
+        self._last_auto: tuple[Turn, int] | None = None  # the last turn's automatic example
+        self.session.on_finished = self._collect
 
     @property
     def device(self) -> str:
@@ -91,6 +94,47 @@ class Assistant:
             self._store = ExampleStore(shammah_home() / "examples.db")
             self.session.store = self._store
         return self._store
+
+    def _collect(self, turn: Turn, context: list[Message]) -> None:
+        """Every finished turn becomes a 1x example (`[lora] collect_all_turns`)."""
+        self._last_auto = None
+        lora = self.config.lora
+        if lora.collect_all_turns and collectable(turn):
+            example = self.store().add(
+                context, turn.assistant, source="auto", weight=lora.normal_weight
+            )
+            self._last_auto = (turn, example)
+
+    def give_feedback(self, feedback: Feedback) -> str:
+        """Store the rated last answer as a weighted example; returns what was stored."""
+        turns = self.session.conversation.turns
+        if not turns:
+            raise CommandError("There is no answer to rate yet: ask something first.")
+        turn = turns[-1]
+        if not feedback.better_answer and not collectable(turn):
+            raise CommandError(
+                "The last answer was interrupted or used tools: give a better "
+                "answer on the lines after the command to learn from."
+            )
+        answer, rejected = training_pair(turn, feedback)
+        weight = weight_of(feedback.rating, self.config.lora)
+        store = self.store()
+        if self._last_auto is not None and self._last_auto[0] is turn:
+            store.delete(self._last_auto[1])  # the rating replaces the automatic 1x copy
+            self._last_auto = None
+        example = store.add(
+            self.session.last_context,
+            answer,
+            source=f"feedback:{feedback.rating.value}",
+            weight=weight,
+            note=feedback.note,
+            rejected=rejected,
+        )
+        kept = "the better answer below the command" if feedback.better_answer else "the answer"
+        return (
+            f"Saved example #{example}: **{feedback.rating.value}** ({weight:g}x), learning "
+            f"{kept}. Training buffer: {store.untrained_count()} example(s) not yet trained on."
+        )
 
     def _fetched(self, fetched: FetchedModel) -> None:
         self.answering = fetched.choice

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CommandError
+from .feedback import ALIASES, Rating, parse_feedback
 from .status_report import (
     history_markdown,
     model_cache_markdown,
@@ -32,7 +33,7 @@ class Command:
     name: str
     usage: str
     summary: str
-    run: Callable[[Assistant, list[str]], CommandResult]
+    run: Callable[[Assistant, list[str], str], CommandResult]
     subcommands: tuple[str, ...] = ()
     takes_path: bool = False
 
@@ -48,7 +49,7 @@ def _one_path(name: str, args: list[str]) -> Path:
     return Path(args[0]).expanduser()
 
 
-def _help(assistant: Assistant, args: list[str]) -> CommandResult:
+def _help(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     _no_args("help", args)
     # A "|" splits a Markdown table cell even inside backticks: escape it.
     rows = "\n".join(
@@ -60,19 +61,19 @@ def _help(assistant: Assistant, args: list[str]) -> CommandResult:
     )
 
 
-def _reset(assistant: Assistant, args: list[str]) -> CommandResult:
+def _reset(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     _no_args("reset", args)
     count = len(assistant.session.conversation.turns)
     assistant.session.reset()
     return CommandResult(f"Started a new conversation ({count} earlier turn(s) cleared).")
 
 
-def _history(assistant: Assistant, args: list[str]) -> CommandResult:
+def _history(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     _no_args("history", args)
     return CommandResult(history_markdown(assistant.session.conversation.turns))
 
 
-def _model(assistant: Assistant, args: list[str]) -> CommandResult:
+def _model(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     sub = args[0] if args else "status"
     if sub == "status":
         _no_args("model status", args[1:])
@@ -95,12 +96,12 @@ def _model(assistant: Assistant, args: list[str]) -> CommandResult:
     raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")
 
 
-def _status(assistant: Assistant, args: list[str]) -> CommandResult:
+def _status(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     _no_args("status", args)
     return CommandResult(status_markdown(assistant))
 
 
-def _claude_usage(assistant: Assistant, args: list[str]) -> CommandResult:
+def _claude_usage(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     # A /claude cell with a prompt is a turn, which the kernel runs; this is the bare command.
     raise CommandError("Usage: /claude PROMPT (the rest of the cell is the message)")
 
@@ -113,7 +114,7 @@ def claude_prompt(code: str) -> str | None:
     return stripped[len("/claude") :].strip()
 
 
-def _patterns(assistant: Assistant, args: list[str]) -> CommandResult:
+def _patterns(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     from .permissions import Decision, Rule
 
     store = assistant.rules
@@ -142,14 +143,27 @@ def _patterns(assistant: Assistant, args: list[str]) -> CommandResult:
     raise CommandError(f"Unknown /patterns subcommand {sub!r}. Available: list, add, remove, clear")
 
 
-def _save(assistant: Assistant, args: list[str]) -> CommandResult:
+def _rate(rating: Rating) -> Callable[[Assistant, list[str], str], CommandResult]:
+    def run(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
+        return CommandResult(assistant.give_feedback(parse_feedback(rating, args, body)))
+
+    return run
+
+
+def _feedback(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
+    if not args or args[0] not in ALIASES:
+        raise CommandError("Usage: /feedback high|medium|normal [note] (better answer below)")
+    return _rate(ALIASES[args[0]])(assistant, args[1:], body)
+
+
+def _save(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     path = _one_path("save", args)
     conversation = assistant.session.conversation
     conversation.save(path, model=assistant.choice.name)
     return CommandResult(f"Saved {len(conversation.turns)} turn(s) to `{path}`.")
 
 
-def _restore(assistant: Assistant, args: list[str]) -> CommandResult:
+def _restore(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     path = _one_path("restore", args)
     count = assistant.session.conversation.restore(path)
     return CommandResult(f"Restored {count} turn(s) from `{path}`; the next cell continues them.")
@@ -170,6 +184,26 @@ COMMANDS: dict[str, Command] = {
             "which model answers and why; switch models; list the cached models",
             _model,
             subcommands=("status", "select", "cache"),
+        ),
+        Command(
+            "critical",
+            "/critical [note]",
+            "a strategy error, never do this (10x); the better answer goes on the next lines",
+            _rate(Rating.CRITICAL),
+        ),
+        Command(
+            "medium",
+            "/medium [note]",
+            "works, but prefer another approach (3x); the better answer goes on the next lines",
+            _rate(Rating.MEDIUM),
+        ),
+        Command("good", "/good [note]", "remember this answer's pattern (1x)", _rate(Rating.GOOD)),
+        Command(
+            "feedback",
+            "/feedback high|medium|normal [note]",
+            "the same as /critical, /medium, /good",
+            _feedback,
+            subcommands=("high", "medium", "normal"),
         ),
         Command(
             "patterns",
@@ -204,7 +238,7 @@ def is_command(code: str) -> bool:
 
 def run_command(assistant: Assistant, code: str) -> CommandResult:
     """Run the command on the cell's first line; raises CommandError for misuse."""
-    first_line = code.strip().splitlines()[0]
+    first_line, _, body = code.strip().partition("\n")
     try:
         words = shlex.split(first_line[1:])
     except ValueError as e:
@@ -217,7 +251,7 @@ def run_command(assistant: Assistant, code: str) -> CommandResult:
         close = difflib.get_close_matches(name, COMMANDS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join('/' + c for c in close)}?" if close else ""
         raise CommandError(f"Unknown command /{name}.{hint} Type /help for the list.")
-    return command.run(assistant, args)
+    return command.run(assistant, args, body)
 
 
 def complete(code: str, cursor_pos: int) -> tuple[list[str], int, int]:

@@ -77,6 +77,8 @@ class ChatSession:
         self._chance = chance
         self.conversation = Conversation()
         self.fallback_notice = ""  # said once, on the next local turn, when a fallback happened
+        self.on_finished: Callable[[Turn, list[Message]], None] | None = None
+        self.last_context: list[Message] = []  # what the model saw for the last answer
 
     def ask(self, text: str, *, cell_id: str | None = None, claude: bool = False) -> TurnHandle:
         """Start a turn (`claude=True` for `/claude`); its events stream on the returned handle."""
@@ -198,10 +200,14 @@ class ChatSession:
         steps: list[Message],
         reply: StepReply,
     ) -> None:
-        full_context = [*self.conversation.messages(self.system_prompt, text), *steps]
+        context = self.conversation.messages(self.system_prompt, text)
+        full_context = [*context, *steps]
         model = reply.stats.model
         turn = Turn(text, reply.text, cell_id, reply.interrupted, model, tuple(steps))
         self.conversation.append(turn)
+        self.last_context = context
+        if self.on_finished is not None:
+            self.on_finished(turn, context)  # before the event: a saved example survives a kill
         handle.emit(TurnFinished(reply.text, reply.stats, reply.interrupted))
         local = self.claude is None or model != self.claude.name
         if local and not reply.interrupted and not steps:
@@ -226,4 +232,3 @@ class ChatSession:
 
     def reset(self) -> None:
         self.conversation.reset()
-

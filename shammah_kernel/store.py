@@ -92,6 +92,27 @@ class ExampleStore:
             )
         return int(cursor.lastrowid or 0)
 
+    def delete(self, example_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM examples WHERE id = ?", (example_id,))
+
+    def untrained_count(self) -> int:
+        """Examples no adapter has trained on yet: the training buffer."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM examples WHERE adapter IS NULL").fetchone()
+        return int(row[0])
+
+    def export_jsonl(self, path: Path) -> int:
+        """The examples in mlx-lm's chat JSONL, each with its weight; returns how many."""
+        examples = self.examples()
+        lines = []
+        for example in examples:
+            chat = [{"role": m.role.value, "content": m.content} for m in example.messages]
+            chat.append({"role": "assistant", "content": example.answer})
+            lines.append(json.dumps({"messages": chat, "weight": example.weight}))
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return len(examples)
+
     def examples(self) -> list[Example]:
         with self._lock:
             rows = self._db.execute(
