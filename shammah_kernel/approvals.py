@@ -62,9 +62,7 @@ class Approver:
     def _widget(self, event: ToolCallProposed) -> None:
         from .widgets.approval import ApprovalWidget
 
-        widget = ApprovalWidget(
-            event.call.name, event.description, event.preview, event.suggestion
-        )
+        widget = ApprovalWidget(event.call.name, event.description, event.preview, event.suggestion)
 
         def decided(approval: Approval) -> None:
             if not event.answer.done():

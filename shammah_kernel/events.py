@@ -78,8 +78,6 @@ class TurnFailed:
     partial_text: str = ""
 
 
-
-
 @dataclass(slots=True)
 class Turn:
     """One user turn and the assistant's reply, as kept in the history."""

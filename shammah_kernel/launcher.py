@@ -18,6 +18,7 @@ def prepare_model() -> None:
     from .embedded import ensure_embedded_model
 
     print("Preparing the embedded SmolLM2 model (converted once, then reused)…", flush=True)
+
     def step(text: str) -> None:
         print(f"  {text}", flush=True)
 

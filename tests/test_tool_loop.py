@@ -197,4 +197,3 @@ def test_reading_inside_the_workspace_needs_no_approval(workspace: Path) -> None
     backend = ScriptedBackend([f"<tool_call>{json.dumps(read)}</tool_call>", "42"])
     run(session_for(backend, workspace), "read it", lambda e: pytest.fail("reads are allowed"))
     assert "the answer is 42" in tool_messages(backend)[0]
-
