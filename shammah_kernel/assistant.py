@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .claude_link import ClaudeLink, resolve_api_key
 from .config import ConfigProblem, ShammahConfig, config_path, load_config, models_dir
 from .consent import ConsentGate
 from .crisis import CrisisDetector
@@ -17,13 +18,13 @@ from .errors import CommandError, ShammahError
 from .events import EngineState, EngineStatus, Message, Turn
 from .feedback import Feedback, collectable, training_pair, weight_of
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
-from .permissions import PermissionPolicy, RuleStore
+from .permissions import PermissionPolicy
+from .rule_store import RuleStore
 from .session import ChatSession
 from .store import ExampleStore
 from .worker import ModelWorker
 
 if TYPE_CHECKING:
-    from .claude_backend import ClaudeBackend
     from .mlx_backend import MlxBackend
 
 
@@ -69,15 +70,9 @@ class Assistant:
             self.problems.append(ConfigProblem(self.config_file, "model.id", str(e)))
             return embedded_choice(f"{e}; the embedded offline model answers instead")
 
-    def _claude(self) -> ClaudeBackend | None:
-        from .claude_backend import resolve_api_key
-
+    def _claude(self) -> ClaudeLink | None:
         key = resolve_api_key(self.config.api_key)
-        if not key:
-            return None
-        from .claude_backend import ClaudeBackend
-
-        return ClaudeBackend(key, model=self.config.claude_model)
+        return ClaudeLink(key, model=self.config.claude_model) if key else None
 
     def _crisis(self) -> CrisisDetector:
         try:

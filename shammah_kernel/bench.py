@@ -4,6 +4,8 @@ Each figure is a ratio against a reference measured in the same run (a plain ipy
 called directly, the conversation's first turn), so a slow or busy machine moves both sides.
 The kernels run under a temporary Shammah home and temporary Jupyter dirs; only the embedded
 model's converted folder comes from the real Shammah home, as the cache it is meant to be.
+The bootstrap measures (a start while the model downloads, `/model select`) are in
+`bench_bootstrap`, which builds on this module's kernel driver.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from jupyter_client.manager import KernelManager
 
 from .blas import openblas_loaded, preload_environment
 from .errors import BenchError, ShammahError
+from .model_choice import MODEL_VARIABLE
 from .session import DEFAULT_SYSTEM_PROMPT
 
 STARTUP_RUNS = 5
+DOWNLOAD_SECONDS = 6.0  # how long the local hub takes to serve the model, whatever its size
 TIMEOUT = 600.0  # seconds for a kernel to start, or for one cell (model load included)
 # Turn 1 is also the decode measure; the conversation then grows to 10 turns.
 TURNS = """\
@@ -97,9 +101,20 @@ class TurnTiming:
 
 
 def run_bench(
-    *, json_path: Path | None, model: str | None, tokens: int, startup_runs: int = STARTUP_RUNS
+    *,
+    json_path: Path | None,
+    model: str | None,
+    tokens: int,
+    startup_runs: int = STARTUP_RUNS,
+    download_seconds: float = DOWNLOAD_SECONDS,
 ) -> int:
-    """Measure, print the table, and write the figures to `json_path` when given."""
+    """Measure, print the table, and write the figures to `json_path` when given.
+
+    `download_seconds` paces the local hub's download of the model (the tests make it short).
+    """
+    # Imported here: bench_bootstrap imports this module's kernel driver.
+    from .bench_bootstrap import measure_download_start, measure_model_select
+
     try:
         if tokens < 2:
             raise BenchError("--tokens must be at least 2 to time decoding")
@@ -111,11 +126,17 @@ def run_bench(
             measures = {
                 "startup": measure_startup(startup_runs),
                 **measure_turns(model_dir, tokens),
+                **measure_download_start(
+                    model_dir, Path(tmp), startup_runs, download_seconds=download_seconds
+                ),
+                "select": measure_model_select(model_dir, Path(tmp), startup_runs),
             }
     except ShammahError as e:
         print(f"The benchmark failed: {e}", file=sys.stderr)
         return 1
-    print(f"model {model_dir}, {tokens} tokens per reply, {startup_runs} kernel starts each\n")
+    runs = f"{startup_runs} runs of each start and switch"
+    download = f"a {download_seconds:g} s download"
+    print(f"model {model_dir}, {tokens} tokens per reply, {runs}, {download}\n")
     print(format_table(measures))
     if json_path is not None:
         figures = {"model": str(model_dir), "tokens": tokens, "startup_runs": startup_runs}
@@ -156,6 +177,9 @@ def _isolated_environment(root: Path, model_dir: Path, tokens: int) -> Iterator[
         MLX_DISABLE_COMPILE="1",
         HF_HUB_OFFLINE="1",
     )
+    # The configured model answers every turn: no Claude key, no SHAMMAH_MODEL overriding it.
+    for name in ("ANTHROPIC_API_KEY", MODEL_VARIABLE):
+        os.environ.pop(name, None)
     try:
         from ipykernel.kernelspec import install as install_python3
 
@@ -170,7 +194,9 @@ def _isolated_environment(root: Path, model_dir: Path, tokens: int) -> Iterator[
 
 
 @dataclass(frozen=True, slots=True)
-class _Kernel:
+class BenchKernel:
+    """A kernel the bench started: its manager, a client with channels open, its stderr."""
+
     manager: KernelManager
     client: BlockingKernelClient
     log: IO[str]  # the kernel's stderr, shown if it dies
@@ -187,12 +213,13 @@ class _Kernel:
 
 
 @contextmanager
-def _running_kernel(name: str) -> Iterator[_Kernel]:
-    """A kernel that has answered kernel_info; killed on exit."""
+def running_kernel(name: str, env: Mapping[str, str] | None = None) -> Iterator[BenchKernel]:
+    """A kernel that has answered kernel_info; killed on exit. `env` replaces os.environ."""
     with tempfile.TemporaryFile("w+") as log:
         manager = KernelManager(kernel_name=name)
-        manager.start_kernel(stdout=subprocess.DEVNULL, stderr=log)
-        kernel = _Kernel(manager, manager.blocking_client(), log)
+        environment = {} if env is None else {"env": dict(env)}
+        manager.start_kernel(stdout=subprocess.DEVNULL, stderr=log, **environment)
+        kernel = BenchKernel(manager, manager.blocking_client(), log)
         kernel.client.start_channels()
         try:
             _await_kernel_info(kernel)
@@ -202,7 +229,7 @@ def _running_kernel(name: str) -> Iterator[_Kernel]:
             manager.shutdown_kernel(now=True)
 
 
-def _await_kernel_info(kernel: _Kernel) -> None:
+def _await_kernel_info(kernel: BenchKernel) -> None:
     sent: set[str] = set()
     deadline = time.perf_counter() + TIMEOUT
     while time.perf_counter() < deadline:
@@ -215,7 +242,7 @@ def _await_kernel_info(kernel: _Kernel) -> None:
 
 def _time_kernel_start(name: str) -> float:
     start = time.perf_counter()
-    with _running_kernel(name):
+    with running_kernel(name):
         return time.perf_counter() - start
 
 
@@ -254,9 +281,16 @@ def measure_turns(model_dir: Path, tokens: int) -> dict[str, Comparison]:
 
 
 def _direct_decode(model_dir: Path, tokens: int) -> dict[str, Any]:
-    """The reference run in a process of its own, with the BLAS the kernel preloads."""
+    return run_direct(_DIRECT_CODE, str(model_dir), str(tokens))
+
+
+def run_direct(code: str, *args: str) -> dict[str, Any]:
+    """A reference run in a process of its own, with the BLAS the kernel preloads.
+
+    `code` prints its figures as one JSON object on its last line.
+    """
     env = preload_environment(dict(os.environ)) or dict(os.environ)
-    argv = [sys.executable, "-c", _DIRECT_CODE, str(model_dir), str(tokens)]
+    argv = [sys.executable, "-c", code, *args]
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -267,13 +301,8 @@ def _direct_decode(model_dir: Path, tokens: int) -> dict[str, Any]:
     return figures
 
 
-def direct_decode_main() -> None:
-    """Run by `_direct_decode`: mlx-lm's stream_generate, greedy, on turn 1's prompt."""
-    from mlx_lm import load, stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
-    model_dir, tokens = sys.argv[1], int(sys.argv[2])
-    model, tokenizer = load(model_dir)[:2]
+def first_turn_prompt(tokenizer: Any) -> list[int]:
+    """Turn 1 of a new conversation as the kernel sends it: system prompt, then TURNS[0]."""
     chat = [
         {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
         {"role": "user", "content": TURNS[0]},
@@ -281,6 +310,17 @@ def direct_decode_main() -> None:
     prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
     if not isinstance(prompt, list):  # transformers 5 may return a BatchEncoding
         prompt = list(prompt["input_ids"])
+    return list(prompt)
+
+
+def direct_decode_main() -> None:
+    """Run by `_direct_decode`: mlx-lm's stream_generate, greedy, on turn 1's prompt."""
+    from mlx_lm import load, stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    model_dir, tokens = sys.argv[1], int(sys.argv[2])
+    model, tokenizer = load(model_dir)[:2]
+    prompt = first_turn_prompt(tokenizer)
     sampler = make_sampler(temp=0.0)
     deque(stream_generate(model, tokenizer, prompt, max_tokens=8, sampler=sampler))  # warm-up
     responses = stream_generate(model, tokenizer, prompt, max_tokens=tokens, sampler=sampler)
@@ -291,13 +331,13 @@ def direct_decode_main() -> None:
 
 def _conversation() -> list[TurnTiming]:
     """One Shammah kernel: a warm-up cell (loads the model), /reset, then the turns."""
-    with _running_kernel("shammah") as kernel:
-        _execute(kernel, "Say hello.")
-        _execute(kernel, "/reset")
-        return [_turn_timing(_execute(kernel, text)) for text in TURNS]
+    with running_kernel("shammah") as kernel:
+        execute(kernel, "Say hello.")
+        execute(kernel, "/reset")
+        return [turn_timing(execute(kernel, text)) for text in TURNS]
 
 
-def _execute(kernel: _Kernel, code: str) -> list[tuple[float, dict[str, Any]]]:
+def execute(kernel: BenchKernel, code: str) -> list[tuple[float, dict[str, Any]]]:
     """Run one cell; its iopub messages, each with the seconds since the request was sent."""
     content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
     request = kernel.client.session.msg("execute_request", content)
@@ -320,7 +360,7 @@ def _execute(kernel: _Kernel, code: str) -> list[tuple[float, dict[str, Any]]]:
     raise BenchError(f"the cell {code!r} did not finish in {TIMEOUT:.0f} s")
 
 
-def _turn_timing(messages: list[tuple[float, dict[str, Any]]]) -> TurnTiming:
+def turn_timing(messages: list[tuple[float, dict[str, Any]]]) -> TurnTiming:
     # Reply text goes out as displays with a display_id (then updated); the footer has none.
     texts, footers = [], []
     for elapsed, message in messages:

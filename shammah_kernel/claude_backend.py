@@ -12,7 +12,6 @@ Tools are native: definitions go out as `tools=`, `tool_use` blocks come back as
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from anthropic.types import (
     ToolResultBlockParam,
 )
 
+from .claude_link import resolve_api_key as resolve_api_key
 from .errors import ClaudeError
 from .events import GenerationOptions, GenerationStats, Message, Role, ToolCall
 
@@ -59,11 +59,6 @@ EMPTY_RESULT = "(no output)"
 
 # A tool the model may call: name, description, and the JSON schema of its input.
 ToolDefinition = tuple[str, str, Mapping[str, object]]
-
-
-def resolve_api_key(config_key: str) -> str:
-    """The key Claude requests use: ANTHROPIC_API_KEY wins over the config's `api_key`."""
-    return os.environ.get("ANTHROPIC_API_KEY", "").strip() or config_key.strip()
 
 
 def _tool_param(tool: ToolDefinition) -> ToolParam:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import builtins
 import enum
 import functools
-import hashlib
-import json
 import os
 import posixpath
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shammah_kernel.config import ConfigProblem, shammah_home
-from shammah_kernel.errors import ConfigError, RuleError
+from shammah_kernel.errors import RuleError
+
+if TYPE_CHECKING:
+    from shammah_kernel.rule_store import RuleStore
 
 TOOL_NAMES = ("Read", "Glob", "Grep", "Bash", "WebFetch", "Edit", "Write")
 _READ_ONLY = frozenset({"Read", "Glob", "Grep"})
@@ -46,8 +45,8 @@ class Rule:
     def __post_init__(self) -> None:
         if self.tool not in TOOL_NAMES:
             raise RuleError(f"unknown tool {self.tool!r}; the tools are {', '.join(TOOL_NAMES)}")
-        if self.specifier is not None and self.specifier != self.specifier.strip():
-            raise RuleError(f"specifier {self.specifier!r} has spaces around it")
+        if self.specifier is not None:  # outer spaces never count: `Bash(ls )` is `Bash(ls)`
+            object.__setattr__(self, "specifier", self.specifier.strip())
 
     @classmethod
     def parse(cls, text: str) -> Rule:
@@ -89,9 +88,13 @@ class Rule:
         return regex is not None and regex.fullmatch(command) is not None
 
 
-# Output redirection to a file: a `*` of an allow rule does not cover it (`echo *` allows no `>`).
+# Output redirection to a file or a here-document; a `*` of an allow rule covers neither it nor
+# a (quoted) newline, so `Bash(echo *)` allows no `echo x > ~/.bashrc`.
 _REDIRECT = "\x00"
-_SEPARATOR = re.compile(r"&&|\|\||\|&|\$\(|[<>]\(|[;&|\n()`]")
+_STRICT_WILDCARD = "[^\x00\n]*"
+_TOKEN = re.compile(r"&&|\|\||\|&|\$\(|\$\{|[<>]\(|<<<|<<|[;&|\n()`}'\"\\#>]")
+_IN_DOUBLE_QUOTES = frozenset({'"', "\\", "$(", "${", "`"})  # what stays special there
+_NESTING = {"$(": ")", "(": ")", "<(": ")", ">(": ")", "`": "`", "${": "}"}
 _HARMLESS_REDIRECT = re.compile(r">>?(?:&[0-9-]|[^\S\n]*/dev/null(?![^\s;&|)]))")
 # Reserved words before a command (`then rm -rf x`): dropped so that rules see the command.
 _KEYWORDS = frozenset(
@@ -99,36 +102,54 @@ _KEYWORDS = frozenset(
 )
 
 
-def _command_parts(command: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _command_parts(command: str) -> tuple[str, ...]:
     """The simple commands of a shell line, unquoted, split at operators, subshells and
     substitutions; a best effort at shell syntax that errs toward more, smaller parts."""
     parts: list[str] = []
     out: list[str] = []
-    quote, i, text = "", 0, command.replace(_REDIRECT, "\ufffd")
+    nesting: list[tuple[str, str]] = []  # (closing token, the quote to return to)
+    quote, i, text, word_start = "", 0, command.replace(_REDIRECT, "\ufffd"), True
     while i < len(text):
-        char = text[i]
-        separator = _SEPARATOR.match(text, i) if quote != "'" else None
-        if char == quote or (not quote and char in "'\""):
-            quote = "" if quote else char
-        elif quote == "'":
+        char, at_word_start, word_start = text[i], word_start, False
+        match = _TOKEN.match(text, i) if quote != "'" else None
+        token = match[0] if match and (not quote or match[0] in _IN_DOUBLE_QUOTES) else char
+        split = False
+        if quote == "'" and char != "'":
             out.append(char)
-        elif char == "\\":
+        elif token == "\\":
             out.append(text[i + 1 : i + 2])
             i += 1
-        elif separator and (not quote or separator[0] in ("$(", "`")):
-            parts.append("".join(out))
-            out, i = [], separator.end()
-            continue
-        elif char == ">" and not quote:
+        elif token == quote or (not quote and token in ("'", '"')):
+            quote = "" if quote else token
+        elif not quote and nesting and token == nesting[-1][0]:
+            quote, split = nesting.pop()[1], token != "}"
+            out.append("}" if token == "}" else "")
+        elif token in _NESTING and (not quote or token in _IN_DOUBLE_QUOTES):
+            nesting.append((_NESTING[token], quote))
+            quote, split = "", token != "${"
+            out.append("${" if token == "${" else "")
+        elif quote or token in ("<<<", "}"):
+            out.append(token)
+        elif token in ("&&", "||", "|&", ";", "&", "|", "\n", ")"):
+            split = True
+        elif token == "#" and at_word_start:  # a comment runs to the end of the line
+            end = text.find("\n", i)
+            token = text[i:] if end < 0 else text[i:end]
+        elif token in ("<<", ">"):
             harmless = _HARMLESS_REDIRECT.match(text, i)
-            out.append(harmless[0] if harmless else _REDIRECT)
-            i = harmless.end() if harmless else i + (2 if text.startswith(">>", i) else 1)
-            continue
+            token = harmless[0] if harmless else ">>" if text.startswith(">>", i) else token
+            out.append(token if harmless else _REDIRECT)
+            word_start = True
         else:
             out.append(char)
-        i += 1
+            word_start = char in " \t"
+        if split:
+            parts.append("".join(out))
+            out, word_start = [], True
+        i += len(token)
     parts.append("".join(out))
-    return [simple for simple in map(_strip_keywords, parts) if simple]
+    return tuple(simple for simple in map(_strip_keywords, parts) if simple)
 
 
 def _collapse(text: str) -> str:
@@ -156,11 +177,18 @@ def _glob(pattern: str, wildcard: str) -> re.Pattern[str]:
 def _command_regex(pattern: str, strict: bool) -> re.Pattern[str] | None:
     """``pattern`` as a regex over one simple command; None when it spans several commands."""
     parts = _command_parts(pattern)
-    return _glob(parts[0], "[^\x00]*" if strict else ".*") if len(parts) == 1 else None
+    return _glob(parts[0], _STRICT_WILDCARD if strict else ".*") if len(parts) == 1 else None
+
+
+def _expand_home(path: str) -> str:
+    try:
+        return os.path.expanduser(path)
+    except ValueError:  # `~user` with a NUL byte in the name
+        return path
 
 
 def _normal_path(path: str) -> str:
-    stripped = os.path.expanduser(path.strip())
+    stripped = _expand_home(path.strip())
     return posixpath.normpath(stripped).strip() if stripped else ""
 
 
@@ -168,7 +196,7 @@ def _normal_path(path: str) -> str:
 def _path_regex(pattern: str) -> tuple[re.Pattern[str], bool]:
     """A gitignore-style glob as a regex, and whether it is anchored (else it names a basename
     at any depth); ``**`` spans folders, ``*`` and ``?`` stay within one name."""
-    pattern = os.path.expanduser(pattern)
+    pattern = _expand_home(pattern)
     anchored = pattern.startswith(("/", "./")) or "/" in pattern.rstrip("/")
     pattern = pattern.removeprefix("./") + ("**" if pattern.endswith("/") else "")
     tokens = {"**/": "(?:.*/)?", "/**": "(?:/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
@@ -185,10 +213,11 @@ def _specifier_matches(tool: str, pattern: str, specifier: str) -> bool:
             if want.startswith("*."):  # subdomains only
                 return host.endswith(want[1:])
             return want == "*" or host == want or host.endswith("." + want)
-        return _glob(pattern, ".*").fullmatch(specifier.strip()) is not None
+        glob = ".*".join(map(re.escape, pattern.split("*")))  # a URL pattern, say
+        return re.fullmatch(glob, specifier.strip(), re.DOTALL) is not None
     path = _normal_path(specifier)
     regex, anchored = _path_regex(pattern)
-    relative_pattern = not os.path.expanduser(pattern).startswith("/")
+    relative_pattern = not _expand_home(pattern).startswith("/")
     if anchored and relative_pattern and path.startswith("/"):
         return False  # a workspace-relative pattern never names a file outside
     return regex.fullmatch(path) is not None
@@ -196,8 +225,8 @@ def _specifier_matches(tool: str, pattern: str, specifier: str) -> bool:
 
 # Programs whose first argument is a subcommand (`git status`), and interpreters whose first
 # argument is the script (`python x.py`): suggestions keep it. `run`/`exec`/`-m` name one more.
-_SUBCOMMANDS = frozenset({"git", "npm", "pnpm", "yarn", "pip", "pip3", "uv", "cargo", "go"})
-_INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "perl", "bash", "sh", "npx", "uvx"})
+_SUBCOMMANDS = frozenset({"git", "npm", "pnpm", "yarn", "pip", "uv", "cargo", "go", "docker"})
+_INTERPRETERS = frozenset({"python", "node", "ruby", "perl", "bash", "sh", "zsh", "npx", "uvx"})
 _RUNNERS = frozenset({"run", "exec", "x", "-m"})
 # Programs that run any command given them: a pattern over them would allow anything.
 _WRAPPERS = frozenset({"sudo", "su", "env", "xargs", "eval", "exec", "nohup", "timeout", "find"})
@@ -236,7 +265,7 @@ def _command_prefix(command: str) -> str | None:
     if len(parts) != 1 or _REDIRECT in parts[0]:
         return None
     words = parts[0].split(" ")
-    program = posixpath.basename(words[0])
+    program = re.sub(r"[\d.]+$", "", posixpath.basename(words[0]))  # python3.11 -> python
     if program in _WRAPPERS or (program in _INTERPRETERS and len(words) < 2):
         return None
     count = 2 if program in _SUBCOMMANDS | _INTERPRETERS else 1
@@ -296,144 +325,3 @@ def _allowing_rule(rules: list[Rule], tool: str, specifier: str) -> Rule | None:
         for part in _command_parts(specifier)
     ]
     return found[0] if found and None not in found else None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRule:
-    """A remembered rule; ``id`` is stable (a hash of kind and rule) for ``/patterns remove``."""
-
-    id: str
-    kind: Decision
-    rule: Rule
-    source: Path  # the file it is written in
-
-
-def rule_id(kind: Decision, rule: Rule) -> str:
-    """Six hex digits of the SHA-256 of ``"allow Bash(pytest *)"``: the same in every listing."""
-    return hashlib.sha256(f"{kind.value} {rule}".encode("utf-8", "surrogatepass")).hexdigest()[:6]
-
-
-class RuleStore:
-    """``permissions.json`` in the Shammah home (read and written) and, given a workspace, its
-    ``.shammah/permissions.json`` (read only). Both hold ``{"allow": [...], "ask": [...],
-    "deny": [...]}`` of rule strings; what is wrong in them is reported, never raised."""
-
-    def __init__(self, path: Path | None = None, *, workspace: Path | None = None) -> None:
-        self.path = shammah_home() / "permissions.json" if path is None else path
-        self.project_path = None if workspace is None else workspace / ".shammah/permissions.json"
-
-    def read(self) -> tuple[builtins.list[StoredRule], builtins.list[ConfigProblem]]:
-        """The good rules of both files (the user's first) and the problems met."""
-        rules: list[StoredRule] = []
-        problems: list[ConfigProblem] = []
-        for path in (self.path, self.project_path):
-            if path is not None:
-                problems += _read_rules(path, rules)
-        return rules, problems
-
-    def list(self) -> builtins.list[StoredRule]:
-        return self.read()[0]
-
-    def problems(self) -> builtins.list[ConfigProblem]:
-        return self.read()[1]
-
-    def add(self, kind: Decision, rule: Rule) -> StoredRule:
-        """Remember ``rule`` in the user's file (once); raises ConfigError if it can't be edited."""
-        table = self._editable()
-        entries = table.setdefault(kind.value, [])
-        stored = StoredRule(rule_id(kind, rule), kind, rule, self.path)
-        if all(_entry_id(kind, entry) != stored.id for entry in entries):
-            entries.append(str(rule))
-        self._write(table)
-        return stored
-
-    def remove(self, id: str) -> bool:
-        """Forget the user's rule(s) with this id; False when none (project rules stay)."""
-        table = self._editable()
-        removed = False
-        for kind in Decision:
-            entries = table.get(kind.value, [])
-            kept = [entry for entry in entries if _entry_id(kind, entry) != id]
-            removed = removed or len(kept) < len(entries)
-            table[kind.value] = kept
-        if removed:
-            self._write(table)
-        return removed
-
-    def clear(self) -> None:
-        """Forget every rule of the user's file, readable or not."""
-        self._write({})
-
-    def _editable(self) -> dict[str, builtins.list[object]]:
-        try:
-            table = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-            raise ConfigError(f"{self.path} cannot be read ({error}); fix or clear it") from None
-        if not isinstance(table, dict) or not all(
-            isinstance(table.get(kind.value, []), builtins.list) for kind in Decision
-        ):
-            raise ConfigError(f"{self.path} is not a table of rule lists; fix or clear it")
-        return table
-
-    def _write(self, table: dict[str, builtins.list[object]]) -> None:
-        """Write atomically: a temporary file in the same folder replaces the old one."""
-        table = {kind.value: table.get(kind.value, []) for kind in Decision} | table
-        try:
-            data = json.dumps(table, indent=2, ensure_ascii=False).encode()
-        except UnicodeEncodeError:  # lone surrogates: keep them as JSON escapes
-            data = json.dumps(table, indent=2).encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            try:
-                with os.fdopen(descriptor, "wb") as file:
-                    file.write(data + b"\n")
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError as error:
-            raise ConfigError(f"cannot write {self.path}: {error.strerror}") from error
-
-
-def _entry_id(kind: Decision, entry: object) -> str | None:
-    try:
-        return rule_id(kind, Rule.parse(entry)) if isinstance(entry, str) else None
-    except RuleError:
-        return None
-
-
-def _read_rules(path: Path, rules: list[StoredRule]) -> list[ConfigProblem]:
-    """Append the good rules of ``path`` to ``rules``; the problems of the file."""
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        return [ConfigProblem(path, "", f"cannot be read ({error}); its rules are ignored")]
-    if not isinstance(table, dict):
-        message = 'must be a JSON object {"allow": [...], "ask": [...], "deny": [...]}; ignored'
-        return [ConfigProblem(path, "", message)]
-    problems: list[ConfigProblem] = []
-    for key, entries in table.items():
-        if key not in tuple(Decision):
-            message = 'unknown key, ignored; the keys are "allow", "ask" and "deny"'
-            problems.append(ConfigProblem(path, key, message))
-        elif not isinstance(entries, list):
-            problems.append(ConfigProblem(path, key, "must be a list of rule strings; ignored"))
-        else:
-            for index, entry in enumerate(entries):
-                try:
-                    if not isinstance(entry, str):
-                        raise RuleError(f"must be a rule string (got {json.dumps(entry)})")
-                    rule = Rule.parse(entry)
-                except RuleError as error:
-                    problems.append(ConfigProblem(path, f"{key}[{index}]", f"{error}; ignored"))
-                else:
-                    kind = Decision(key)
-                    rules.append(StoredRule(rule_id(kind, rule), kind, rule, path))
-    return problems

@@ -19,7 +19,7 @@ from .turn import TurnHandle
 from .worker import ModelWorker
 
 if TYPE_CHECKING:
-    from .claude_backend import ClaudeBackend
+    from .claude_link import ClaudeLink
     from .events import GenerationOptions
     from .mlx_backend import MlxBackend
     from .store import ExampleStore
@@ -58,7 +58,7 @@ class ChatSession:
         *,
         system_prompt: str = "",
         route: str = "auto",
-        claude: ClaudeBackend | None = None,
+        claude: ClaudeLink | None = None,
         crisis: CrisisDetector | None = None,
         claude_share: float = 0.0,
         store: ExampleStore | None = None,

@@ -12,7 +12,7 @@ from .events import EngineState, Turn
 
 if TYPE_CHECKING:
     from .assistant import Assistant
-    from .permissions import StoredRule
+    from .rule_store import StoredRule
 
 
 def _size(n: float) -> str:

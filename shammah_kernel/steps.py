@@ -12,7 +12,7 @@ from .tool_calls import ToolCallStreamFilter, parse_tool_calls
 from .turn import TurnHandle
 
 if TYPE_CHECKING:
-    from .claude_backend import ClaudeBackend
+    from .claude_link import ClaudeLink
     from .conversation import Conversation
     from .mlx_backend import MlxBackend
 
@@ -96,7 +96,7 @@ def local_step(
 
 
 def claude_step(
-    claude: ClaudeBackend,
+    claude: ClaudeLink,
     messages: Sequence[Message],
     options: GenerationOptions,
     tools: ToolSchemas,

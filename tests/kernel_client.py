@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from queue import Empty
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,13 @@ class KernelSession:
         run = CellRun(reply={})
         deadline = time.monotonic() + timeout
         while True:
-            m = self.client.get_iopub_msg(timeout=max(1, deadline - time.monotonic()))
+            self._answer_stdin(stdin_answers)  # an input request comes on its own channel
+            try:
+                m = self.client.get_iopub_msg(timeout=0.2)
+            except Empty:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no reply to {code!r} in {timeout} s") from None
+                continue
             if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
                 continue
             if m["msg_type"] == "status":
@@ -81,7 +88,6 @@ class KernelSession:
                     break
                 continue
             run.messages.append(m)
-            self._answer_stdin(stdin_answers)
             if react is not None:
                 react(self, m)
             if interrupt_when is not None and interrupt_when(run):

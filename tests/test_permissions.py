@@ -12,16 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shammah_kernel.errors import ConfigError, RuleError
-from shammah_kernel.permissions import (
-    TOOL_NAMES,
-    Decision,
-    PermissionPolicy,
-    Rule,
-    RuleStore,
-    StoredRule,
-    rule_id,
-    suggest_rule,
-)
+from shammah_kernel.permissions import TOOL_NAMES, Decision, PermissionPolicy, Rule, suggest_rule
+from shammah_kernel.rule_store import RuleStore, StoredRule, rule_id
 
 ALLOW, ASK, DENY = Decision.ALLOW, Decision.ASK, Decision.DENY
 
@@ -56,8 +48,7 @@ def test_parse_refuses_what_is_not_a_rule(text: str) -> None:
 def test_rules_are_checked_when_made() -> None:
     with pytest.raises(RuleError, match="unknown tool"):
         Rule("bash", "ls")
-    with pytest.raises(RuleError, match="spaces"):
-        Rule("Bash", " ls")
+    assert Rule("Bash", " ls\n") == Rule("Bash", "ls")  # as made from a call, say
 
 
 _RULE_TEXT = st.one_of(
@@ -125,6 +116,11 @@ def test_bash_command_patterns(rule: str, command: str, allowed: bool) -> None:
         "pytest >> ~/.bashrc",
         "(rm -rf /) ; pytest",
         "{ pytest; rm -rf /; }",
+        'pytest "$(pytest x; rm -rf /)"',  # quoting starts afresh inside a substitution
+        "pytest # it's a comment\nrm -rf /",  # a quote in a comment quotes nothing
+        "pytest\\ #;rm -rf /",  # an escaped space: `#` starts no comment
+        "pytest <<EOF\npytest it's\nEOF\nrm -rf /",  # a here-document
+        "pytest -k 'a\nb'",  # a wildcard spans no newline
     ],
 )
 def test_compound_commands_do_not_sneak_past_an_allow_rule(command: str) -> None:
@@ -262,7 +258,9 @@ _RULES = st.builds(Rule, _TOOLS, st.none() | _SPECIFIER.map(str.strip))
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_RULES, max_size=4), st.lists(_RULES, max_size=4), _TOOLS, _SPECIFIER)
 def test_decide_never_crashes(allow: list[Rule], ask: list[Rule], tool: str, spec: str) -> None:
-    decision, rule = PermissionPolicy(allow=allow, ask=ask).decide(tool, spec, inside_workspace=True)
+    decision, rule = PermissionPolicy(allow=allow, ask=ask).decide(
+        tool, spec, inside_workspace=True
+    )
     assert decision in Decision
     assert rule is None or rule in allow + ask
     assert PermissionPolicy().decide("Nope", spec, inside_workspace=True) == (ASK, None)
@@ -306,6 +304,9 @@ def test_compound_commands_cannot_sneak_past(args: str, sep: str, evil: str, fir
         ("Bash", "git commit -m 'x y'", "Bash(git commit *)"),
         ("Bash", "uv run pytest -q", "Bash(uv run pytest *)"),
         ("Bash", "python -m pytest -x", "Bash(python -m pytest *)"),
+        ("Bash", "python3.12 -m pip install x", "Bash(python3.12 -m pip *)"),
+        ("Bash", "/usr/bin/git log -3", "Bash(/usr/bin/git log *)"),
+        ("Bash", "time pytest -x", "Bash(pytest *)"),
         ("Bash", "python tools/gen.py --all", "Bash(python tools/gen.py *)"),
         ("Bash", "npm run test -- --watch", "Bash(npm run test *)"),
         ("Bash", "python -c 'print(1)'", "Bash(python -c 'print(1)')"),
@@ -348,7 +349,9 @@ def test_store_add_list_remove_clear(tmp_path: Path) -> None:
     added = store.add(ALLOW, Rule("Bash", "pytest *"))
     store.add(ALLOW, Rule("Bash", "pytest *"))  # once only
     store.add(DENY, Rule("Read", ".env"))
-    assert added == StoredRule(rule_id(ALLOW, Rule("Bash", "pytest *")), ALLOW, added.rule, store.path)
+    assert added == StoredRule(
+        rule_id(ALLOW, Rule("Bash", "pytest *")), ALLOW, added.rule, store.path
+    )
     assert len(added.id) == 6
     assert json.loads(store.path.read_text()) == {
         "allow": ["Bash(pytest *)"],

@@ -134,7 +134,10 @@ def stored_examples(db: Path, timeout: float = 30) -> list[tuple[str, str, str, 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if db.exists():
-            query = "SELECT source, answer, rejected, messages FROM examples"
+            query = (
+                "SELECT source, answer, rejected, messages FROM examples"
+                " WHERE source = 'claude-sample'"
+            )
             rows = sqlite3.connect(db).execute(query).fetchall()
             if rows:
                 return rows

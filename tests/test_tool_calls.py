@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shammah_kernel.events import ToolCall
-from shammah_kernel.tool_calls import ToolCallStreamFilter, parse_tool_calls
+from shammah_kernel.tool_calls import ParsedReply, ToolCallStreamFilter, parse_tool_calls
 
 
 def block(body: str) -> str:
@@ -33,7 +33,7 @@ def test_several_calls_are_numbered_in_order() -> None:
 
 def test_text_without_tags_is_untouched() -> None:
     text = "No tools: compare a < b and write <tool_call without the bracket."
-    assert parse_tool_calls(text) == parse_tool_calls(text).__class__(text, [], [])
+    assert parse_tool_calls(text) == ParsedReply(text, [], [])
 
 
 def test_call_without_closing_tag_at_the_end() -> None:
@@ -120,7 +120,6 @@ _TEXT = st.one_of(st.text(), st.lists(_PIECES, max_size=30).map("".join))
 def test_parse_never_raises_and_ids_are_sequential(text: str) -> None:
     reply = parse_tool_calls(text)
     assert [call.id for call in reply.calls] == [f"call_{i}" for i in range(len(reply.calls))]
-    assert "<tool_call>" not in reply.text_without_calls
     assert all(problem.startswith("Tool call ") for problem in reply.problems)
     assert len(reply.calls) + len(reply.problems) <= text.count("<tool_call>")
 

@@ -23,7 +23,8 @@ from shammah_kernel.events import (
     TurnFinished,
 )
 from shammah_kernel.mlx_backend import Generation
-from shammah_kernel.permissions import Decision, PermissionPolicy, Rule, RuleStore
+from shammah_kernel.permissions import Decision, PermissionPolicy, Rule
+from shammah_kernel.rule_store import RuleStore
 from shammah_kernel.session import REPEAT_LIMIT, ChatSession
 from shammah_kernel.worker import ModelWorker
 
