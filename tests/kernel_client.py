@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from queue import Empty
 import uuid
 from dataclasses import dataclass, field
+from queue import Empty
 from typing import Any
 
 from jupyter_client.manager import KernelManager, start_new_kernel
