@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Protocol
 from .conversation import Conversation
 from .crisis import HELP_RESOURCES, CrisisDetector
 from .errors import ClaudeError, ShammahError
-from .events import Message, Notice, Role, TextDelta, ToolCall, Turn, TurnFailed, TurnFinished
+from .events import (
+    GenerationStats,
+    Message,
+    Notice,
+    Role,
+    TextDelta,
+    ToolCall,
+    Turn,
+    TurnFailed,
+    TurnFinished,
+)
 from .router import Route, decide_route
 from .steps import StepReply, ToolSchemas, claude_step, local_step
 from .turn import TurnHandle
@@ -152,11 +162,12 @@ class ChatSession:
         future = self.worker.submit(
             lambda backend: self._local(backend, handle, text, steps, schemas)
         )
-        while True:  # wait in slices, so a stop request is seen even while queued
+        while True:  # wait in slices: a stop while the model still loads ends the wait at once
             try:
                 return future.result(timeout=0.1), False
             except FutureTimeout:
-                continue
+                if handle.cancelled and future.cancel():
+                    return _not_started(self.worker.status.model), False
 
     def _local(
         self,
@@ -232,3 +243,9 @@ class ChatSession:
 
     def reset(self) -> None:
         self.conversation.reset()
+
+
+def _not_started(model: str) -> StepReply:
+    """The reply of a step stopped before the model took it (it was still loading)."""
+    stats = GenerationStats(model, 0, 0, 0, 0.0, 0.0, "interrupted")
+    return StepReply("", "", (), (), stats, interrupted=True)

@@ -107,3 +107,24 @@ def test_model_select_switches_without_a_restart(
         assert unknown.status == "error" and "neither a size" in unknown.reply["evalue"]
     finally:
         kernel.stop()
+
+
+def test_the_stop_button_ends_the_wait_for_a_downloading_model(
+    shammah_home: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.drip = 0.2  # a download far longer than the test waits
+    monkeypatch.setenv("SHAMMAH_MODEL", REPO)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    write_config(shammah_home, "[model]\nmax_tokens = 8\n")
+    kernel = KernelSession.start()
+    try:
+        run = kernel.execute(
+            "hello",
+            interrupt_when=lambda r: "Waiting for tiny-qwen2" in r.displayed,
+            timeout=60,
+        )
+        assert run.reply["ename"] == "KeyboardInterrupt"
+        assert "before any answer" in run.reply["evalue"]
+        assert "downloading" in kernel.execute("/model status").displayed  # still on its way
+    finally:
+        kernel.stop()
