@@ -98,7 +98,7 @@ def test_approve_deny_and_an_always_pattern(
         card.locator(".shammah-approval-reason").press_sequentially(REASON)
         card.get_by_role("button", name="Deny").click()
         expect(card.locator(".shammah-approval-outcome")).to_have_text(f"Denied: {REASON}")
-        expect_tool_block_and_answer(target, commands[1], "failed", REASON)
+        expect_tool_block_and_answer(target, commands[1], "not run", REASON)
         assert not denied.exists()
         result = claude.requests[-1].body["messages"][-1]["content"][0]
         assert result["type"] == "tool_result" and REASON in result["content"], result
