@@ -21,11 +21,11 @@ from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choic
 from .permissions import PermissionPolicy
 from .rule_store import RuleStore
 from .session import ChatSession
-from .store import ExampleStore
 from .worker import ModelWorker
 
 if TYPE_CHECKING:
     from .mlx_backend import MlxBackend
+    from .store import ExampleStore
 
 
 class Assistant:
@@ -85,6 +85,7 @@ class Assistant:
         """The example store, opened on first use (the kernel's start need not touch SQLite)."""
         if self._store is None:
             from .config import shammah_home
+            from .store import ExampleStore
 
             self._store = ExampleStore(shammah_home() / "examples.db")
             self.session.store = self._store

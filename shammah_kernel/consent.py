@@ -10,6 +10,7 @@ import os
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, RuleError, ToolError
 from .events import (
@@ -26,8 +27,10 @@ from .events import (
 )
 from .permissions import Decision, PermissionPolicy, Rule, suggest_rule
 from .steps import ToolSchemas
-from .tools import ALL_TOOLS, Tool, ToolContext, find_tool, run_tool
 from .turn import TurnHandle
+
+if TYPE_CHECKING:
+    from .tools import Tool
 
 
 class ConsentGate:
@@ -36,6 +39,8 @@ class ConsentGate:
         self.policy = policy
 
     def schemas(self) -> ToolSchemas:
+        from .tools import ALL_TOOLS  # the tools load on the first turn, not at kernel start
+
         return tuple((t.name, t.description, t.parameters) for t in ALL_TOOLS.values())
 
     def run(self, call: ToolCall, handle: TurnHandle) -> Message:
@@ -43,6 +48,8 @@ class ConsentGate:
         return Message(Role.TOOL, result.content, tool_call_id=call.id, is_error=result.is_error)
 
     def _decide_and_run(self, call: ToolCall, handle: TurnHandle) -> ToolResult:
+        from .tools import find_tool
+
         try:
             tool = find_tool(call)
             description = tool.describe(call.arguments, self.workspace)
@@ -111,6 +118,8 @@ class ConsentGate:
     def _execute(
         self, call: ToolCall, tool: Tool, description: str, handle: TurnHandle
     ) -> ToolResult:
+        from .tools import ToolContext, run_tool
+
         handle.emit(ToolCallStarted(call, description))
         context = ToolContext(
             self.workspace,
