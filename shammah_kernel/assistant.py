@@ -13,7 +13,7 @@ from .claude_link import ClaudeLink, resolve_api_key
 from .config import ConfigProblem, ShammahConfig, config_path, load_config, models_dir
 from .consent import ConsentGate
 from .crisis import CrisisDetector
-from .engine import FetchedModel, fetch_model, generation_options, load_backend, loader
+from .engine import FetchedModel, Report, fetch_model, generation_options, load_backend, loader
 from .errors import CommandError, ShammahError
 from .events import EngineState, EngineStatus, Message, Turn
 from .feedback import Feedback, collectable, training_pair, weight_of
@@ -164,8 +164,8 @@ class Assistant:
             report(EngineStatus(EngineState.FAILED, choice.name, f"{type(e).__name__}: {e}"))
             return
 
-        def load(report_: object) -> MlxBackend:
-            backend = load_backend(fetched, self.device, self.worker.report)
+        def load(report: Report) -> MlxBackend:
+            backend = load_backend(fetched, self.device, report)
             self.choice = choice
             self._fetched(fetched)
             return backend

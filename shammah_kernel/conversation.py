@@ -26,7 +26,7 @@ class Conversation:
     def __init__(self) -> None:
         self.turns: list[Turn] = []
 
-    def begin(self, user: str, cell_id: str | None) -> None:
+    def begin(self, cell_id: str | None) -> None:
         """Drop the last turn when the same cell runs again, before a new turn is asked."""
         if cell_id and self.turns and self.turns[-1].cell_id == cell_id:
             self.turns.pop()

@@ -100,7 +100,7 @@ class ChatSession:
             claude_available=self.claude is not None,
         )
         handle = TurnHandle()
-        self.conversation.begin(text, cell_id)
+        self.conversation.begin(cell_id)
         if decision.route is Route.HELP:
             handle.emit(TextDelta(HELP_RESOURCES))
             handle.emit(TurnFinished(HELP_RESOURCES, None))

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from .events import ToolCall, ToolResult
 
+if TYPE_CHECKING:  # renderer imports this module: the protocol is needed for types only
+    from .renderer import OutputSink
+
 SHOWN_OUTPUT = 4000  # characters of a tool's output kept in the cell (the model sees its own cap)
 UPDATE_INTERVAL = 0.1
-
-
-class Sink(Protocol):
-    def display(self, data: dict[str, str], display_id: str | None = None) -> None: ...
-
-    def update(self, data: dict[str, str], display_id: str) -> None: ...
-
-    def stream(self, text: str) -> None: ...
 
 
 def _fenced(text: str) -> str:
@@ -26,7 +21,7 @@ def _fenced(text: str) -> str:
 
 
 class ToolCallView:
-    def __init__(self, sink: Sink, call: ToolCall, description: str, *, plain: bool) -> None:
+    def __init__(self, sink: OutputSink, call: ToolCall, description: str, *, plain: bool) -> None:
         self.sink, self.call, self.description, self.plain = sink, call, description, plain
         self.output = ""
         self._id = f"shammah-tool-{uuid.uuid4().hex}"

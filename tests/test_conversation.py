@@ -27,9 +27,9 @@ def test_messages_interleave_turns_after_the_system_prompt() -> None:
 
 def test_only_the_last_cell_rerun_replaces_its_turn() -> None:
     conversation = two_turns()
-    conversation.begin("q1 again", "cell-1")
+    conversation.begin("cell-1")
     assert len(conversation.turns) == 2
-    conversation.begin("q2 again", "cell-2")
+    conversation.begin("cell-2")
     assert [t.user for t in conversation.turns] == ["q1"]
 
 
