@@ -19,11 +19,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.utils import linear_to_lora_layers, remove_lora_layers
 
+from .adapter_library import ADAPTER_FILE, CONFIG_FILE, METADATA_FILE
 from .errors import ModelError
-
-ADAPTER_FILE = "adapters.safetensors"  # the names mlx-lm's load_adapters reads
-CONFIG_FILE = "adapter_config.json"
-METADATA_FILE = "shammah.json"
 
 Modules = list[tuple[str, nn.Module]]
 

@@ -9,14 +9,24 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .adapter_library import AdapterLibrary
 from .claude_link import ClaudeLink, resolve_api_key
-from .config import ConfigProblem, ShammahConfig, config_path, load_config, models_dir
+from .collector import ExampleCollector
+from .config import (
+    ConfigProblem,
+    ShammahConfig,
+    config_path,
+    load_config,
+    models_dir,
+    shammah_home,
+)
 from .consent import ConsentGate
 from .crisis import CrisisDetector
 from .engine import FetchedModel, Report, fetch_model, generation_options, load_backend, loader
 from .errors import CommandError, ShammahError
-from .events import EngineState, EngineStatus, Message, Turn
-from .feedback import Feedback, collectable, training_pair, weight_of
+from .events import EngineState, EngineStatus, Message, Role, Turn
+from .feedback import Feedback
+from .learning import Learner
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
 from .permissions import PermissionPolicy
 from .rule_store import RuleStore
@@ -40,8 +50,9 @@ class Assistant:
         self.rules = RuleStore(workspace=self.workspace)
         self.problems += self.rules.problems()
         self.answering = self.choice  # what actually answers (the embedded model after a fallback)
+        load = loader(self.choice, models_dir(), self.device, self._fetched)
         self.worker: ModelWorker[MlxBackend] = ModelWorker(
-            loader(self.choice, models_dir(), self.device, self._fetched), self.choice.name
+            lambda report: self.learner.attach(load(report)), self.choice.name
         )
         self.session = ChatSession(
             self.worker,
@@ -55,7 +66,14 @@ class Assistant:
             gate=ConsentGate(self.workspace, PermissionPolicy(store=self.rules)),
         )
         self._store: ExampleStore | None = None
-        self._last_auto: tuple[Turn, int] | None = None  # the last turn's automatic example
+        self.collector = ExampleCollector(self.store, self.config.lora)
+        self.learner = Learner(
+            self.worker,
+            self.store,
+            AdapterLibrary(shammah_home() / "adapters"),
+            self.config.lora,
+            self.session.system_prompt,
+        )
         self.session.on_finished = self._collect
 
     @property
@@ -84,7 +102,6 @@ class Assistant:
     def store(self) -> ExampleStore:
         """The example store, opened on first use (the kernel's start need not touch SQLite)."""
         if self._store is None:
-            from .config import shammah_home
             from .store import ExampleStore
 
             self._store = ExampleStore(shammah_home() / "examples.db")
@@ -92,45 +109,46 @@ class Assistant:
         return self._store
 
     def _collect(self, turn: Turn, context: list[Message]) -> None:
-        """Every finished turn becomes a 1x example (`[lora] collect_all_turns`)."""
-        self._last_auto = None
-        lora = self.config.lora
-        if lora.collect_all_turns and collectable(turn):
-            example = self.store().add(
-                context, turn.assistant, source="auto", weight=lora.normal_weight
-            )
-            self._last_auto = (turn, example)
+        self.collector.collect(turn, context)
+        self.learner.maybe_auto_train()
+
+    def rate(self, turn: Turn, feedback: Feedback) -> str:
+        """Store a rated answer as a weighted example; returns what was stored, for the user."""
+        example, weight = self.collector.rate(turn, feedback)
+        kept = "the better answer" if feedback.better_answer else "the answer as it is"
+        text = f"Saved example #{example}: {feedback.rating.value} ({weight:g}x), learning {kept}."
+        if started := self.learner.maybe_auto_train():
+            text += f" Training adapter {started} started in the background."
+        return text
 
     def give_feedback(self, feedback: Feedback) -> str:
-        """Store the rated last answer as a weighted example; returns what was stored."""
+        """Rate the last answer (the feedback commands)."""
         turns = self.session.conversation.turns
         if not turns:
             raise CommandError("There is no answer to rate yet: ask something first.")
-        turn = turns[-1]
-        if not feedback.better_answer and not collectable(turn):
-            raise CommandError(
-                "The last answer was interrupted or used tools: give a better "
-                "answer on the lines after the command to learn from."
-            )
-        answer, rejected = training_pair(turn, feedback)
-        weight = weight_of(feedback.rating, self.config.lora)
-        store = self.store()
-        if self._last_auto is not None and self._last_auto[0] is turn:
-            store.delete(self._last_auto[1])  # the rating replaces the automatic 1x copy
-            self._last_auto = None
-        example = store.add(
-            self.session.last_context,
-            answer,
-            source=f"feedback:{feedback.rating.value}",
-            weight=weight,
-            note=feedback.note,
-            rejected=rejected,
+        return f"{self.rate(turns[-1], feedback)} {self.collector.buffer_text()}"
+
+    def propose_better(self, turn: Turn, note: str) -> str:
+        """A better answer to ``turn``, by Claude when a key is set, else by the local model."""
+        request = (
+            "Your answer above needs improving"
+            + (f": {note.strip()}" if note.strip() else ".")
+            + " Write the better answer to my previous message. Reply with that answer only."
         )
-        kept = "the better answer below the command" if feedback.better_answer else "the answer"
-        return (
-            f"Saved example #{example}: **{feedback.rating.value}** ({weight:g}x), learning "
-            f"{kept}. Training buffer: {store.untrained_count()} example(s) not yet trained on."
-        )
+        messages = [
+            *self.collector.context_of(turn),
+            Message(Role.ASSISTANT, turn.assistant),
+            Message(Role.USER, request),
+        ]
+        options = self.session.options
+        if self.session.claude is not None:
+            return self.session.claude.generate(messages, options).text.strip()
+        future = self.worker.submit(lambda backend: backend.generate(messages, options).text)
+        return future.result().strip()
+
+    @property
+    def proposer(self) -> str:
+        return "Claude" if self.session.claude is not None else "the local model"
 
     def _fetched(self, fetched: FetchedModel) -> None:
         self.answering = fetched.choice
@@ -165,7 +183,7 @@ class Assistant:
             return
 
         def load(report: Report) -> MlxBackend:
-            backend = load_backend(fetched, self.device, report)
+            backend = self.learner.attach(load_backend(fetched, self.device, report))
             self.choice = choice
             self._fetched(fetched)
             return backend

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CommandError
 from .feedback import ALIASES, Rating, parse_feedback
+from .learning_commands import ADAPTER_SUBCOMMANDS, TRAIN_SUBCOMMANDS, adapters, train
 from .status_report import (
     history_markdown,
     model_cache_markdown,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     markdown: str
+    show_status: bool = False  # put the live status card (model and training) in the cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,14 @@ def _feedback(assistant: Assistant, args: list[str], body: str = "") -> CommandR
     return _rate(ALIASES[args[0]])(assistant, args[1:], body)
 
 
+def _train(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
+    return CommandResult(train(assistant, args), show_status=args[:1] != ["cancel"])
+
+
+def _adapters(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
+    return CommandResult(adapters(assistant, args))
+
+
 def _save(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     path = _one_path("save", args)
     conversation = assistant.session.conversation
@@ -204,6 +214,21 @@ COMMANDS: dict[str, Command] = {
             "the same as /critical, /medium, /good",
             _feedback,
             subcommands=("high", "medium", "normal"),
+        ),
+        Command(
+            "train",
+            "/train | /train status | /train cancel",
+            "train an adapter on the rated examples now, in the background; its progress; stop it",
+            _train,
+            subcommands=TRAIN_SUBCOMMANDS,
+        ),
+        Command(
+            "adapters",
+            "/adapters list | load NAME | unload | new NAME | export NAME PATH | import PATH "
+            "| delete NAME",
+            "the trained LoRA adapters: list, switch (no reload), start a new one, share them",
+            _adapters,
+            subcommands=ADAPTER_SUBCOMMANDS,
         ),
         Command(
             "patterns",

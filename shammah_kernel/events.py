@@ -57,6 +57,7 @@ class GenerationStats:
     prompt_seconds: float
     generation_seconds: float
     finish_reason: str
+    adapter: str = ""  # the LoRA adapter on the model while it answered; "" = the base model
 
     @property
     def tokens_per_second(self) -> float:
@@ -70,6 +71,7 @@ class TurnFinished:
     text: str
     stats: GenerationStats | None  # None when no model answered (crisis help resources)
     interrupted: bool = False
+    turn: Turn | None = None  # the turn as the conversation keeps it (None: not kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,35 @@ class EngineStatus:
     total_bytes: int = 0
     bytes_per_second: float = 0.0
     eta_seconds: float | None = None
+
+
+class TrainingState(enum.StrEnum):
+    """Where the background LoRA training is."""
+
+    IDLE = "idle"  # nothing has run in this session
+    PREPARING = "preparing"  # reading examples, the base model's replay answers
+    TRAINING = "training"
+    DONE = "done"  # the new adapter answers
+    CANCELLED = "cancelled"  # the previous adapter (or none) still answers
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingStatus:
+    """A snapshot of adapter training for the status widget and `/train status`."""
+
+    state: TrainingState = TrainingState.IDLE
+    adapter: str = ""  # the adapter being trained, or the one just finished
+    active: str = ""  # the adapter answering now; "" = the base model
+    detail: str = ""  # the current step, the outcome, or what went wrong
+    iteration: int = 0
+    total: int = 0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    tokens_per_second: float = 0.0
+    eta_seconds: float | None = None
+    examples: int = 0  # examples in this run (train + validation)
+    buffer: int = 0  # stored examples no adapter has trained on yet
 
 
 @dataclass(frozen=True, slots=True)

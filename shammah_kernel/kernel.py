@@ -23,6 +23,7 @@ from .assistant import Assistant
 from .commands import COMMANDS, claude_prompt, complete, is_command, run_command
 from .errors import ShammahError
 from .events import ToolCallProposed, TurnFailed, TurnFinished
+from .feedback_view import show_feedback
 from .renderer import OutputSink, ReplyRenderer, markdown_bundle
 from .session import TurnHandle
 
@@ -123,6 +124,8 @@ class ShammahKernel(IPythonKernel):
             if is_command(code) and prompt is None:
                 result = run_command(self.assistant, code)
                 sink.display(markdown_bundle(result.markdown))
+                if result.show_status:
+                    self._show_status(sink)
             elif code.strip():
                 # Terminals (jupyter console) ignore display updates: they get plain text.
                 frontend = frontend_for(cell_id, allow_stdin)
@@ -134,6 +137,8 @@ class ShammahKernel(IPythonKernel):
                 message = prompt or code
                 handle = self.assistant.session.ask(message, cell_id=cell_id, claude=forced)
                 final = await self._stream(handle, renderer, approver)
+                if frontend is Frontend.WIDGETS and isinstance(final, TurnFinished) and final.turn:
+                    show_feedback(sink, self.assistant, final.turn)
                 if isinstance(final, TurnFailed):
                     return self._error(sink, count, "ModelError", final.message)
                 if final.interrupted:
@@ -150,13 +155,18 @@ class ShammahKernel(IPythonKernel):
     def _show_status_once(self, sink: OutputSink, code: str) -> None:
         """The live status widget: on a session's first cell, and on every `/status`."""
         first = not self._status_shown
-        if not (first or code.strip().split(maxsplit=1)[:1] == ["/status"]):
-            return
+        if first or code.strip().split(maxsplit=1)[:1] == ["/status"]:
+            self._show_status(sink)
+
+    def _show_status(self, sink: OutputSink) -> None:
         from .widgets.status import StatusWidget
 
         widget = StatusWidget()
         widget.show(self.assistant.worker.status)
+        learner = self.assistant.learner
+        widget.show_training(learner.status)
         self.assistant.worker.add_listener(widget.show)
+        learner.add_listener(widget.show_training)
         self._status_shown = True
         bundle = widget._repr_mimebundle_()
         if bundle is not None:

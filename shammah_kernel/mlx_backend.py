@@ -91,7 +91,24 @@ class MlxBackend:
         if self.device == "cpu" and _half_precision(parameters):
             # MLX's CPU matmuls are fast only in float32 (BLAS); bf16 weights are widened.
             self.model.set_dtype(mx.float32)
+        self.adapter = ""  # the LoRA adapter on the model; "" = the base model
         self._reset_cache()
+
+    def use_adapter(self, adapter_dir: Path | None, name: str = "") -> None:
+        """Put the adapter in ``adapter_dir`` on the loaded model (None: back to the base).
+
+        No reload: only the LoRA layers change. A damaged adapter, or one for another base model,
+        raises ModelError and leaves the model answering as before.
+        """
+        from .adapters import apply_adapter, remove_adapter
+
+        if adapter_dir is None:
+            remove_adapter(self.model)
+        else:
+            apply_adapter(self.model, adapter_dir, base_model=self.name)
+        self.model.eval()
+        self.adapter = name if adapter_dir is not None else ""
+        self._reset_cache()  # the cached keys and values came from the old weights
 
     def _reset_cache(self) -> None:
         self._cache = make_prompt_cache(self.model)
@@ -207,6 +224,7 @@ class MlxBackend:
             prompt_seconds=first_token_at - start,
             generation_seconds=end - first_token_at,
             finish_reason=finish_reason,
+            adapter=self.adapter,
         )
         return Generation(text.text, tuple(text.tokens), stats, interrupted)
 

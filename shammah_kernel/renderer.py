@@ -46,6 +46,8 @@ def footer(stats: GenerationStats, *, interrupted: bool) -> tuple[str, str]:
         f"{stats.generated_tokens} tokens",
         f"{stats.tokens_per_second:.1f} tok/s",
     ]
+    if stats.adapter:
+        parts.insert(1, f"adapter {stats.adapter}")
     if stats.finish_reason == "length":
         parts.append("stopped at max_tokens")
     if interrupted:

@@ -219,7 +219,7 @@ class ChatSession:
         self.last_context = context
         if self.on_finished is not None:
             self.on_finished(turn, context)  # before the event: a saved example survives a kill
-        handle.emit(TurnFinished(reply.text, reply.stats, reply.interrupted))
+        handle.emit(TurnFinished(reply.text, reply.stats, reply.interrupted, turn))
         local = self.claude is None or model != self.claude.name
         if local and not reply.interrupted and not steps:
             self._maybe_sample(full_context, reply.text)

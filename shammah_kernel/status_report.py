@@ -93,6 +93,7 @@ def status_markdown(assistant: Assistant) -> str:
         ("model", f"{status.model} ({status.state.value})"),
         ("route", f"{assistant.session.route}; Claude: {claude.name if claude else 'no key set'}"),
         ("conversation", f"{len(turns)} turn(s)"),
+        ("adapter", _adapter_line(assistant)),
         (
             "generation",
             f"max_tokens {o.max_tokens}, temperature {o.temperature}, top_p {o.top_p}, "
@@ -101,7 +102,18 @@ def status_markdown(assistant: Assistant) -> str:
         ("config", config),
         ("config problems", "; ".join(str(p) for p in assistant.problems) or "none"),
     ]
-    return _table(rows) + "\n\nMore on the model: `/model status`."
+    return _table(rows) + "\n\nMore on the model: `/model status`; on training: `/train status`."
+
+
+def _adapter_line(assistant: Assistant) -> str:
+    learner = assistant.learner
+    training = learner.refresh()
+    line = f"`{training.active}`" if training.active else "none (the base model answers)"
+    if learner.attach_problem:
+        line += f"; {learner.attach_problem}"
+    if learner.running:
+        line += f"; training `{training.adapter}` ({training.state.value})"
+    return f"{line}; {assistant.collector.buffer_text()}"
 
 
 def history_markdown(turns: Sequence[Turn]) -> str:

@@ -96,6 +96,27 @@ class ExampleStore:
         with self._lock:
             self._db.execute("DELETE FROM examples WHERE id = ?", (example_id,))
 
+    def for_adapter(self, adapter: str) -> list[Example]:
+        """What a training run for ``adapter`` learns: the buffer and what it trained on before."""
+        return self._select("WHERE adapter IS NULL OR adapter = ?", (adapter,))
+
+    def mark_trained(self, example_ids: Sequence[int], adapter: str) -> None:
+        """Record that ``adapter`` trained on these examples: they leave the buffer."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE examples SET adapter = ? WHERE id = ?", [(adapter, i) for i in example_ids]
+            )
+            self._db.execute("COMMIT")
+
+    def release(self, adapter: str) -> int:
+        """Put the examples ``adapter`` trained on back in the buffer (it was deleted)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE examples SET adapter = NULL WHERE adapter = ?", (adapter,)
+            )
+        return cursor.rowcount
+
     def untrained_count(self) -> int:
         """Examples no adapter has trained on yet: the training buffer."""
         with self._lock:
@@ -114,10 +135,14 @@ class ExampleStore:
         return len(examples)
 
     def examples(self) -> list[Example]:
+        return self._select()
+
+    def _select(self, where: str = "", parameters: tuple[object, ...] = ()) -> list[Example]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, created_at, messages, answer, rejected, weight, note, source, adapter"
-                " FROM examples ORDER BY id"
+                f" FROM examples {where} ORDER BY id",
+                parameters,
             ).fetchall()
         return [_example(row) for row in rows]
 

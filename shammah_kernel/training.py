@@ -135,7 +135,7 @@ def train_adapter(
     base_model: str,
     on_progress: Callable[[TrainingProgress], None],
     should_stop: Callable[[], bool],
-    step_hook: Callable[[], None] | None = None,
+    step_hook: Callable[[], object] | None = None,
     seed: int = 0,
 ) -> TrainingResult:
     """Train a LoRA adapter on ``examples`` (+ ``replay``, train-only) and write it to ``out_dir``.
@@ -223,7 +223,7 @@ class _Reporter(TrainingCallback):
         total: int,
         on_progress: Callable[[TrainingProgress], None],
         should_stop: Callable[[], bool],
-        step_hook: Callable[[], None] | None,
+        step_hook: Callable[[], object] | None,
     ) -> None:
         self.model, self.total = model, total
         self.applied: Modules = []  # the adapter the model came with, served to step_hook

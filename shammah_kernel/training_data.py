@@ -8,7 +8,7 @@ carries a per-example weight next to mlx-lm's ``(tokens, lengths)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,12 +112,14 @@ def make_replay_examples(
     *,
     context: Sequence[Message] = (),
     max_tokens: int = 160,
+    between_tokens: Callable[[], object] = lambda: None,
 ) -> list[TrainingExample]:
     """The model's own greedy answers to general questions, as weight-1 examples.
 
     Run it on the base model (no adapter); ``context`` goes before each question (the system
     prompt chat uses, say). Answers cut off at ``max_tokens`` are left out: trained with an eos
-    after them, they would teach the model to stop mid-answer.
+    after them, they would teach the model to stop mid-answer. ``between_tokens`` runs after
+    every token (the generation keeps its own cache, so other work may use the model then).
     """
     replay = []
     for question in questions:
@@ -129,6 +131,7 @@ def make_replay_examples(
             finish = response.finish_reason
             if finish != "stop":
                 tokens.append(response.token)
+            between_tokens()
         answer = tokenizer.decode(tokens)
         if finish == "stop" and answer.strip():
             replay.append(TrainingExample(messages, answer, 1.0))

@@ -24,6 +24,7 @@ class _Job(Generic[B, T]):
     run: Callable[[B], T]
     future: Future[T]
     needs_backend: bool = True
+    between_steps: bool = True  # may run between the steps of a long job (a chat turn may)
 
 
 class ModelWorker(Generic[B]):
@@ -37,6 +38,7 @@ class ModelWorker(Generic[B]):
     def __init__(self, load: Loader[B], model: str, *, name: str = "shammah-model-worker") -> None:
         self._load = load
         self._jobs: queue.Queue[_Job[B, object] | None] = queue.Queue()
+        self._deferred: list[_Job[B, object] | None] = []  # held back by `serve_pending`
         self._status = EngineStatus(EngineState.INITIALIZING, model, "waiting to start")
         self._listeners: list[StatusListener] = []
         self._lock = threading.Lock()
@@ -74,11 +76,36 @@ class ModelWorker(Generic[B]):
             except Exception:  # a broken listener (a closed widget) must not stop the model
                 self.remove_listener(listener)
 
-    def submit(self, run: Callable[[B], T]) -> Future[T]:
+    def submit(self, run: Callable[[B], T], *, between_steps: bool = True) -> Future[T]:
+        """Queue ``run(backend)``. ``between_steps=False`` for jobs that change the model (an
+        adapter swap, training): they never run inside another job's ``serve_pending``."""
         self.start()
         future: Future[T] = Future()
-        self._jobs.put(_Job(run, future))  # type: ignore[arg-type]
+        self._jobs.put(_Job(run, future, between_steps=between_steps))  # type: ignore[arg-type]
         return future
+
+    def has_pending(self) -> bool:
+        return not self._jobs.empty()
+
+    def serve_pending(self) -> int:
+        """Run the queued jobs that may run between steps, now, on the worker thread.
+
+        A long job (training) calls this between its steps so chat turns keep working; jobs
+        that change the model wait until the long job has finished. Returns how many ran.
+        """
+        if threading.current_thread() is not self._thread:
+            raise RuntimeError("serve_pending runs only on the model-worker thread")
+        served = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return served
+            if job is None or not job.between_steps:
+                self._deferred.append(job)
+                continue
+            self._serve(job)
+            served += 1
 
     def swap(self, load: Loader[B]) -> Future[None]:
         """Load another backend on the worker thread, after the jobs already queued."""
@@ -88,7 +115,8 @@ class ModelWorker(Generic[B]):
             self.backend = load(self.report)
 
         future: Future[None] = Future()
-        self._jobs.put(_Job(run, future, needs_backend=False))  # type: ignore[arg-type]
+        job = _Job(run, future, needs_backend=False, between_steps=False)
+        self._jobs.put(job)  # type: ignore[arg-type]
         self.start()
         return future
 
@@ -102,8 +130,11 @@ class ModelWorker(Generic[B]):
             self.backend = self._load(self.report)
         except Exception as e:  # the thread's top: every failure becomes a visible state
             self._fail(e)
-        while (job := self._jobs.get()) is not None:
+        while (job := self._next_job()) is not None:
             self._serve(job)
+
+    def _next_job(self) -> _Job[B, object] | None:
+        return self._deferred.pop(0) if self._deferred else self._jobs.get()
 
     def _fail(self, error: BaseException) -> None:
         message = (

@@ -1,4 +1,5 @@
-// The engine status card: a state dot, the model, a progress bar while busy, and a hint on trouble.
+// The engine status card: a state dot, the model, a progress bar while busy, and a hint on trouble;
+// below it, the background training of a LoRA adapter and the adapter that answers.
 
 const LABELS = {
   initializing: "Starting",
@@ -10,6 +11,13 @@ const LABELS = {
 };
 const BUSY = new Set(["initializing", "downloading", "loading"]);
 const TROUBLE = new Set(["failed", "offline"]);
+const TRAINING_LABELS = {
+  preparing: "Preparing",
+  training: "Training",
+  done: "Done",
+  cancelled: "Cancelled",
+  failed: "Failed",
+};
 const TRAITS = [
   "state",
   "model",
@@ -19,6 +27,18 @@ const TRAITS = [
   "total_bytes",
   "bytes_per_second",
   "eta_seconds",
+  "training_state",
+  "training_adapter",
+  "active_adapter",
+  "training_detail",
+  "iteration",
+  "total_iterations",
+  "train_loss",
+  "val_loss",
+  "training_tokens_per_second",
+  "training_eta_seconds",
+  "training_examples",
+  "training_buffer",
 ];
 
 // Decimal units and rounded-up durations, as status_text() in status.py writes them.
@@ -51,16 +71,21 @@ function element(tag, className, text) {
   return node;
 }
 
-function progressBar(state, done, total) {
-  const bar = element("div", "shammah-status-bar");
-  const fill = element("div", "shammah-status-fill");
+function plural(n, noun) {
+  return n === 1 ? `${n} ${noun}` : `${n} ${noun}s`;
+}
+
+// `prefix` is shammah-status or shammah-training; a percent of null draws a sliding bar.
+function progressBar(prefix, percent) {
+  const bar = element("div", `${prefix}-bar`);
+  const fill = element("div", `${prefix}-fill`);
   bar.setAttribute("role", "progressbar");
-  if (state === "downloading" && total > 0) {
-    const percent = Math.min((100 * done) / total, 100);
-    fill.style.width = `${percent.toFixed(1)}%`;
-    bar.setAttribute("aria-valuenow", String(Math.floor(percent)));
+  if (percent === null) {
+    bar.classList.add(`${prefix}-bar-indeterminate`);
   } else {
-    bar.classList.add("shammah-status-bar-indeterminate");
+    const clamped = Math.min(Math.max(percent, 0), 100);
+    fill.style.width = `${clamped.toFixed(1)}%`;
+    bar.setAttribute("aria-valuenow", String(Math.floor(clamped)));
   }
   bar.append(fill);
   return bar;
@@ -88,7 +113,10 @@ function draw(model, card) {
     element("span", "shammah-status-label", LABELS[state] || state),
   );
   const parts = [head];
-  if (BUSY.has(state)) parts.push(progressBar(state, done, total));
+  if (BUSY.has(state)) {
+    const known = state === "downloading" && total > 0;
+    parts.push(progressBar("shammah-status", known ? (100 * done) / total : null));
+  }
   if (state === "downloading") {
     parts.push(numbers(done, total, model.get("bytes_per_second"), model.get("eta_seconds")));
   }
@@ -102,7 +130,75 @@ function draw(model, card) {
   } else if (detail) {
     parts.push(element("div", "shammah-status-detail", detail));
   }
+  const training = trainingSection(model);
+  if (training) parts.push(training);
   card.replaceChildren(...parts);
+}
+
+// -1 stands for a value not known yet (None in TrainingStatus), as in status.py.
+function trainingNumbers(model) {
+  const iteration = model.get("iteration");
+  const total = model.get("total_iterations");
+  const trainLoss = model.get("train_loss");
+  const valLoss = model.get("val_loss");
+  const rate = model.get("training_tokens_per_second");
+  const eta = model.get("training_eta_seconds");
+  const parts = [total > 0 ? `iter ${iteration}/${total}` : `iter ${iteration}`];
+  if (trainLoss >= 0) {
+    parts.push(`loss ${trainLoss.toFixed(3)}` + (valLoss >= 0 ? ` (val ${valLoss.toFixed(3)})` : ""));
+  } else if (valLoss >= 0) {
+    parts.push(`val loss ${valLoss.toFixed(3)}`);
+  }
+  if (rate > 0) parts.push(`${rate.toFixed(0)} tok/s`);
+  if (eta >= 0) parts.push(`ETA ${formatDuration(eta)}`);
+  return element("div", "shammah-training-numbers", parts.join(" · "));
+}
+
+function trainingRun(model, state) {
+  const adapter = model.get("training_adapter");
+  const examples = model.get("training_examples");
+  const title = (adapter ? `Training ${adapter}` : "Training") +
+    (examples > 0 ? ` · ${plural(examples, "example")}` : "");
+  const head = element("div", "shammah-training-head");
+  head.append(
+    element("span", "shammah-training-title", title),
+    element("span", "shammah-training-label", TRAINING_LABELS[state] || state),
+  );
+  const parts = [head];
+  if (state === "preparing") parts.push(progressBar("shammah-training", null));
+  if (state === "training") {
+    const iteration = model.get("iteration");
+    const total = model.get("total_iterations");
+    parts.push(progressBar("shammah-training", total > 0 ? (100 * iteration) / total : null));
+    parts.push(trainingNumbers(model));
+  }
+  const detail = model.get("training_detail");
+  if (detail && state === "failed") {
+    const box = element("div", "shammah-training-trouble");
+    box.append(element("div", "shammah-training-detail", detail));
+    parts.push(box);
+  } else if (detail) {
+    parts.push(element("div", "shammah-training-detail", detail));
+  }
+  return parts;
+}
+
+// Nothing until training has something to say: a run, an adapter in use, or new examples.
+function trainingSection(model) {
+  const state = model.get("training_state");
+  const active = model.get("active_adapter");
+  const buffer = model.get("training_buffer");
+  if (state === "idle" && !active && buffer <= 0) return null;
+  const section = element("div", `shammah-training shammah-training-${state}`);
+  section.dataset.trainingState = state;
+  const adapters = element("div", "shammah-training-adapters");
+  adapters.append(
+    element("span", "shammah-training-active", `Adapter: ${active || "none (base model)"}`),
+    document.createTextNode(" · "),
+    element("span", "shammah-training-buffer", `Buffer: ${plural(buffer, "new example")}`),
+  );
+  section.replaceChildren(adapters, ...(state === "idle" ? [] : trainingRun(model, state)));
+  return section;
 }
 
 export default {

@@ -1,4 +1,5 @@
-"""The engine status card: what the model is doing (downloading, loading, ready, failed)."""
+"""The engine status card: what the model is doing (downloading, loading, ready, failed), and the
+background training of a LoRA adapter."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..events import EngineState, EngineStatus
+from ..events import EngineState, EngineStatus, TrainingState, TrainingStatus
 
 _TROUBLE = (EngineState.FAILED, EngineState.OFFLINE)
 
@@ -60,8 +61,51 @@ def status_text(status: EngineStatus) -> str:
     return line
 
 
+def _training_numbers(status: TrainingStatus) -> str:
+    parts = [
+        f"iter {status.iteration}/{status.total}" if status.total else f"iter {status.iteration}"
+    ]
+    if status.train_loss is not None:
+        parts.append(f"loss {status.train_loss:.3f}")
+        if status.val_loss is not None:
+            parts[-1] += f" (val {status.val_loss:.3f})"
+    elif status.val_loss is not None:
+        parts.append(f"val loss {status.val_loss:.3f}")
+    if status.tokens_per_second > 0:
+        parts.append(f"{status.tokens_per_second:.0f} tok/s")
+    if status.eta_seconds is not None and status.eta_seconds >= 0:
+        parts.append(f"ETA {format_duration(status.eta_seconds)}")
+    return ", ".join(parts)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def training_text(status: TrainingStatus) -> str:
+    """The adapter in use and the training run, in one or two plain lines; "" when idle with no
+    adapter and no new examples."""
+    if status.state is TrainingState.IDLE and not (status.active or status.buffer):
+        return ""
+    active = status.active or "none (base model)"
+    lines = [f"Adapter: {active}, buffer: {_plural(status.buffer, 'new example')}"]
+    if status.state is not TrainingState.IDLE:
+        run = f"Training adapter {status.adapter}" if status.adapter else "Training"
+        if status.examples:
+            run += f" ({_plural(status.examples, 'example')})"
+        if status.state is TrainingState.TRAINING:
+            run += f": {_training_numbers(status)}"
+        else:
+            run += f": {status.state.value}"
+        if status.detail:
+            run += f" ({status.detail})"
+        lines.append(run)
+    return "\n".join(lines)
+
+
 class StatusWidget(anywidget.AnyWidget):
-    """A card with the engine's state; `show()` may be called from any thread."""
+    """A card with the engine's state and the adapter training; `show()` and `show_training()`
+    may be called from any thread."""
 
     _esm = Path(__file__).with_name("status.js")
     _css = Path(__file__).with_name("status.css")
@@ -78,6 +122,42 @@ class StatusWidget(anywidget.AnyWidget):
     eta_seconds = traitlets.Float(-1.0, help="Seconds left to download; -1 = unknown.").tag(
         sync=True
     )
+    # Training traits; a float that may be unknown (None in TrainingStatus) is -1 here, as
+    # eta_seconds above: losses, rates and durations are never negative, and JSON has no NaN.
+    training_state = traitlets.Unicode(
+        TrainingState.IDLE.value, help="One of the TrainingState values."
+    ).tag(sync=True)
+    training_adapter = traitlets.Unicode(
+        "", help="The adapter being trained, or the one just finished."
+    ).tag(sync=True)
+    active_adapter = traitlets.Unicode(
+        "", help="The adapter answering now; empty = the base model."
+    ).tag(sync=True)
+    training_detail = traitlets.Unicode(
+        "", help="The training step, its outcome, or what went wrong."
+    ).tag(sync=True)
+    iteration = traitlets.Int(0, help="Training iterations done.").tag(sync=True)
+    total_iterations = traitlets.Int(0, help="Training iterations in all; 0 = unknown.").tag(
+        sync=True
+    )
+    train_loss = traitlets.Float(-1.0, help="The latest training loss; -1 = none yet.").tag(
+        sync=True
+    )
+    val_loss = traitlets.Float(-1.0, help="The latest validation loss; -1 = none yet.").tag(
+        sync=True
+    )
+    training_tokens_per_second = traitlets.Float(
+        0.0, help="Training throughput in tokens/s; 0 = unknown."
+    ).tag(sync=True)
+    training_eta_seconds = traitlets.Float(-1.0, help="Seconds left to train; -1 = unknown.").tag(
+        sync=True
+    )
+    training_examples = traitlets.Int(0, help="Examples in this run (train + validation).").tag(
+        sync=True
+    )
+    training_buffer = traitlets.Int(0, help="Stored examples no adapter has trained on yet.").tag(
+        sync=True
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,7 +166,6 @@ class StatusWidget(anywidget.AnyWidget):
 
     def show(self, status: EngineStatus) -> None:
         """Set every trait from `status`; the front end gets one update message."""
-        eta = -1.0 if status.eta_seconds is None else float(status.eta_seconds)
         with self._show_lock, self.hold_sync():
             self.state = status.state.value
             self.model = status.model
@@ -95,7 +174,7 @@ class StatusWidget(anywidget.AnyWidget):
             self.downloaded_bytes = status.downloaded_bytes
             self.total_bytes = status.total_bytes
             self.bytes_per_second = float(status.bytes_per_second)
-            self.eta_seconds = eta
+            self.eta_seconds = _or_unknown(status.eta_seconds)
 
     @property
     def status(self) -> EngineStatus:
@@ -108,11 +187,54 @@ class StatusWidget(anywidget.AnyWidget):
             downloaded_bytes=self.downloaded_bytes,
             total_bytes=self.total_bytes,
             bytes_per_second=self.bytes_per_second,
-            eta_seconds=None if self.eta_seconds < 0 else self.eta_seconds,
+            eta_seconds=_known(self.eta_seconds),
+        )
+
+    def show_training(self, status: TrainingStatus) -> None:
+        """Set every training trait from `status`, in one update message; any thread may call it."""
+        with self._show_lock, self.hold_sync():
+            self.training_state = status.state.value
+            self.training_adapter = status.adapter
+            self.active_adapter = status.active
+            self.training_detail = status.detail
+            self.iteration = status.iteration
+            self.total_iterations = status.total
+            self.train_loss = _or_unknown(status.train_loss)
+            self.val_loss = _or_unknown(status.val_loss)
+            self.training_tokens_per_second = float(status.tokens_per_second)
+            self.training_eta_seconds = _or_unknown(status.eta_seconds)
+            self.training_examples = status.examples
+            self.training_buffer = status.buffer
+
+    @property
+    def training(self) -> TrainingStatus:
+        """The training snapshot the widget shows now."""
+        return TrainingStatus(
+            state=TrainingState(self.training_state),
+            adapter=self.training_adapter,
+            active=self.active_adapter,
+            detail=self.training_detail,
+            iteration=self.iteration,
+            total=self.total_iterations,
+            train_loss=_known(self.train_loss),
+            val_loss=_known(self.val_loss),
+            tokens_per_second=self.training_tokens_per_second,
+            eta_seconds=_known(self.training_eta_seconds),
+            examples=self.training_examples,
+            buffer=self.training_buffer,
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is not None:
-            bundle[0]["text/plain"] = status_text(self.status)
+            text, training = status_text(self.status), training_text(self.training)
+            bundle[0]["text/plain"] = f"{text}\n{training}" if training else text
         return bundle
+
+
+def _or_unknown(value: float | None) -> float:
+    return -1.0 if value is None else float(value)
+
+
+def _known(value: float) -> float | None:
+    return None if value < 0 else value

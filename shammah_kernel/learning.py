@@ -1,0 +1,304 @@
+"""The learning loop's engine side: background LoRA training and which adapter answers.
+
+Training is one job on the model worker. Between its steps it serves the chat turns queued
+behind it (``ModelWorker.serve_pending``), with the model as it was before training, so the
+assistant keeps answering. A finished run is applied to the loaded model (no reload) and then
+published under ``adapters/<name>/``; a cancel or a failure leaves the previous adapter
+answering and no folder behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .adapter_library import AdapterLibrary
+from .config import LoraSettings
+from .errors import CommandError, ModelError
+from .events import Message, Role, TrainingState, TrainingStatus
+from .worker import ModelWorker
+
+if TYPE_CHECKING:
+    from .mlx_backend import MlxBackend
+    from .store import ExampleStore
+    from .training import TrainingProgress
+    from .training_data import TrainingExample
+
+TrainingListener = Callable[[TrainingStatus], None]
+_RUNNING = (TrainingState.PREPARING, TrainingState.TRAINING)
+SWAP_TIMEOUT = 120.0  # seconds an adapter load/unload may wait for the turn ahead of it
+
+
+class _Stopped(Exception):
+    """A cancel seen while the replay answers are generated."""
+
+
+class Learner:
+    def __init__(
+        self,
+        worker: ModelWorker[MlxBackend],
+        store: Callable[[], ExampleStore],
+        library: AdapterLibrary,
+        settings: LoraSettings,
+        system_prompt: str,
+    ) -> None:
+        self.worker = worker
+        self.store = store
+        self.library = library
+        self.settings = settings
+        self.system_prompt = system_prompt
+        self._status = TrainingStatus()
+        self._listeners: list[TrainingListener] = []
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self.attach_problem = ""  # why the remembered adapter could not be applied at load
+
+    # -- status ----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> TrainingStatus:
+        return self._status
+
+    @property
+    def running(self) -> bool:
+        return self._status.state in _RUNNING
+
+    def add_listener(self, listener: TrainingListener) -> None:
+        self._listeners.append(listener)
+
+    def _report(self, status: TrainingStatus) -> None:
+        self._status = status
+        for listener in list(self._listeners):
+            try:
+                listener(status)
+            except Exception:  # a closed widget must not stop training
+                self._listeners.remove(listener)
+
+    def refresh(self, **changes: object) -> TrainingStatus:
+        """Report the current status with the buffer and active adapter read afresh."""
+        backend = self.worker.backend
+        active = backend.adapter if backend is not None else self._status.active
+        self._report(
+            replace(
+                self._status,
+                buffer=self.store().untrained_count(),
+                active=active,
+                **changes,  # type: ignore[arg-type]
+            )
+        )
+        return self._status
+
+    # -- the adapter the model answers with ------------------------------------------------------
+
+    def base_model(self) -> str:
+        backend = self.worker.backend
+        return backend.name if backend is not None else self.worker.status.model
+
+    def attach(self, backend: MlxBackend) -> MlxBackend:
+        """On the worker, right after a model loads: apply the adapter it last answered with."""
+        name = self.library.current(backend.name)
+        self.attach_problem = ""
+        if name and self.library.exists(name):
+            try:
+                backend.use_adapter(self.library.path(name), name)
+            except ModelError as e:
+                self.attach_problem = f"{e} The base model answers."
+        self._status = replace(self._status, active=backend.adapter)
+        return backend
+
+    def use(self, name: str | None) -> str:
+        """Apply adapter ``name`` (None: the base model) to the loaded model, and remember it."""
+        if self.running:
+            raise CommandError(
+                "Training is running: wait for it, or stop it with /train cancel, first."
+            )
+        path = None if name is None else self.library.path(name)
+        if path is not None and not path.is_dir():
+            raise CommandError(f"There is no adapter named {name!r}; see /adapters list")
+        future = self.worker.submit(
+            lambda backend: backend.use_adapter(path, name or ""), between_steps=False
+        )
+        future.result(timeout=SWAP_TIMEOUT)  # a ModelError (wrong base, damaged) propagates
+        self.library.set_current(self.base_model(), name)
+        self.refresh()
+        return self.base_model()
+
+    def start_new(self, name: str) -> None:
+        """Make ``name`` the adapter the next run trains (from the buffer alone); base answers."""
+        if self.library.path(name).exists():
+            raise CommandError(f"An adapter named {name!r} exists already: /adapters load it.")
+        if self.worker.backend is not None:
+            self.use(None)
+        self.library.set_current(self.base_model(), name)
+
+    # -- training --------------------------------------------------------------------------------
+
+    def train(self) -> str:
+        """Queue a training run on the worker; returns which adapter it trains."""
+        with self._lock:
+            if self.running:
+                raise CommandError("Training is already running: see /train status.")
+            name = self.library.current(self.base_model()) or self.library.next_name()
+            count = len(self.store().for_adapter(name))
+            if not count:
+                raise CommandError(
+                    "There are no examples to train on yet: rate answers with the feedback "
+                    "widget, or /critical, /medium, /good."
+                )
+            self._cancel.clear()
+            self._report(
+                TrainingStatus(
+                    TrainingState.PREPARING,
+                    adapter=name,
+                    active=self._status.active,
+                    detail="waiting for the model",
+                    examples=count,
+                    buffer=self.store().untrained_count(),
+                )
+            )
+        future: Future[None] = self.worker.submit(
+            lambda backend: self._run(backend, name), between_steps=False
+        )
+        future.add_done_callback(self._ended)
+        return name
+
+    def maybe_auto_train(self) -> str:
+        """Start a run when ``[lora] auto_train`` is on and the buffer reached the threshold."""
+        settings = self.settings
+        if not settings.auto_train or self.running or not self.worker.answering:
+            return ""
+        if self.store().untrained_count() < settings.auto_train_threshold:
+            return ""
+        try:
+            return self.train()
+        except CommandError:
+            return ""
+
+    def cancel(self) -> bool:
+        """Stop the run between two steps; False when none runs."""
+        if not self.running:
+            return False
+        self._cancel.set()
+        return True
+
+    def _ended(self, future: Future[None]) -> None:
+        error = future.exception()
+        if error is not None:
+            message = str(error) if isinstance(error, ModelError | CommandError) else repr(error)
+            self.refresh(state=TrainingState.FAILED, detail=f"Training failed: {message}")
+
+    def _run(self, backend: MlxBackend, name: str) -> None:
+        from .training import train_adapter
+        from .training_data import training_examples
+
+        examples = training_examples(self.store().for_adapter(name))
+        self.refresh(detail="the base model answers general questions (replay)")
+        replay = [] if self._cancel.is_set() else self._replay(backend)
+        if self._cancel.is_set():
+            previous = backend.adapter or "the base model"
+            self.refresh(
+                state=TrainingState.CANCELLED,
+                detail=f"Cancelled before training; {previous} still answers.",
+            )
+            return
+        self.refresh(state=TrainingState.TRAINING, detail="training", examples=len(examples))
+        staged = self.library.staging_dir(name)
+        result = train_adapter(
+            backend.model,
+            backend.tokenizer,
+            examples,
+            self.settings,
+            replay=replay,
+            out_dir=staged,
+            base_model=backend.name,
+            on_progress=self._progress,
+            should_stop=self._cancel.is_set,
+            step_hook=self.worker.serve_pending,
+        )
+        if result.cancelled:
+            previous = backend.adapter or "the base model"
+            self.refresh(
+                state=TrainingState.CANCELLED,
+                detail=f"Cancelled after {result.iterations} step(s); {previous} still answers.",
+            )
+            return
+        try:
+            backend.use_adapter(staged, name)  # in memory first: a failure changes nothing
+        except ModelError:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        self.library.publish(name, staged)
+        self.library.set_current(backend.name, name)
+        self.store().mark_trained([e.example_id for e in examples if e.example_id], name)
+        losses = f"loss {result.train_loss:.3f}"
+        if result.val_loss is not None and result.initial_val_loss is not None:
+            losses += f", validation {result.initial_val_loss:.3f} → {result.val_loss:.3f}"
+        self.refresh(
+            state=TrainingState.DONE,
+            eta_seconds=0.0,
+            detail=(
+                f"Adapter {name} answers now: {len(examples)} example(s), "
+                f"{result.iterations} steps in {result.seconds:.1f}s, {losses}."
+            ),
+        )
+
+    def _progress(self, progress: TrainingProgress) -> None:
+        self._report(
+            replace(
+                self._status,
+                state=TrainingState.TRAINING,
+                iteration=progress.iteration,
+                total=progress.total,
+                train_loss=progress.train_loss,
+                val_loss=progress.val_loss,
+                tokens_per_second=progress.tokens_per_second,
+                eta_seconds=progress.eta_seconds,
+                detail="training",
+            )
+        )
+
+    def _replay(self, backend: MlxBackend) -> list[TrainingExample]:
+        """The base model's own answers to general questions, made once per model and prompt."""
+        from .adapters import install_modules, lora_modules, remove_adapter
+        from .training_data import TrainingExample, make_replay_examples
+
+        context = (Message(Role.SYSTEM, self.system_prompt),)
+        key = hashlib.sha256(f"{backend.name}\n{self.system_prompt}".encode()).hexdigest()[:16]
+        cache = self.library.root / ".replay" / f"{key}.json"
+        try:
+            saved = json.loads(cache.read_text(encoding="utf-8"))
+            return [TrainingExample((*context, Message(Role.USER, q)), a, 1.0) for q, a in saved]
+        except (OSError, ValueError, TypeError):
+            pass
+        model = backend.model
+        applied = lora_modules(model)
+
+        def serve_turns() -> None:  # with the adapter the turns expect back on the model
+            if self.worker.has_pending():
+                install_modules(model, applied)
+                try:
+                    self.worker.serve_pending()
+                finally:
+                    remove_adapter(model)
+            if self._cancel.is_set():
+                raise _Stopped
+
+        remove_adapter(model)  # the base model's own answers
+        try:
+            replay = make_replay_examples(
+                model, backend.tokenizer, context=context, between_tokens=serve_turns
+            )
+        except _Stopped:
+            return []
+        finally:
+            install_modules(model, applied)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        pairs = [[e.messages[-1].content, e.answer] for e in replay]
+        cache.write_text(json.dumps(pairs), encoding="utf-8")
+        return replay
