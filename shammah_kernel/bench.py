@@ -5,7 +5,8 @@ called directly, the conversation's first turn), so a slow or busy machine moves
 The kernels run under a temporary Shammah home and temporary Jupyter dirs; only the embedded
 model's converted folder comes from the real Shammah home, as the cache it is meant to be.
 The bootstrap measures (a start while the model downloads, `/model select`) are in
-`bench_bootstrap`, which builds on this module's kernel driver.
+`bench_bootstrap`, which builds on this module's kernel driver; the learning measures (LoRA
+training against `mlx_lm.lora`, applying an adapter against a reload) are in `bench_learning`.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ def run_bench(
 
     `download_seconds` paces the local hub's download of the model (the tests make it short).
     """
-    # Imported here: bench_bootstrap imports this module's kernel driver.
+    # Imported here: bench_bootstrap and bench_learning import this module.
     from .bench_bootstrap import measure_download_start, measure_model_select
+    from .bench_chat_training import measure_chat_during_training
+    from .bench_learning import measure_learning
 
     try:
         if tokens < 2:
@@ -130,6 +133,8 @@ def run_bench(
                     model_dir, Path(tmp), startup_runs, download_seconds=download_seconds
                 ),
                 "select": measure_model_select(model_dir, Path(tmp), startup_runs),
+                **measure_learning(model_dir, Path(tmp) / "learning"),
+                "chat_during_training": measure_chat_during_training(model_dir),
             }
     except ShammahError as e:
         print(f"The benchmark failed: {e}", file=sys.stderr)
@@ -284,8 +289,8 @@ def _direct_decode(model_dir: Path, tokens: int) -> dict[str, Any]:
     return run_direct(_DIRECT_CODE, str(model_dir), str(tokens))
 
 
-def run_direct(code: str, *args: str) -> dict[str, Any]:
-    """A reference run in a process of its own, with the BLAS the kernel preloads.
+def run_direct(code: str, *args: str, name: str = "direct mlx-lm run") -> dict[str, Any]:
+    """A run in a process of its own, with the BLAS the kernel preloads; `name` is for errors.
 
     `code` prints its figures as one JSON object on its last line.
     """
@@ -294,9 +299,9 @@ def run_direct(code: str, *args: str) -> dict[str, Any]:
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BenchError(f"the direct mlx-lm run took over {TIMEOUT:.0f} s") from None
+        raise BenchError(f"the {name} took over {TIMEOUT:.0f} s") from None
     if done.returncode != 0:
-        raise BenchError(f"the direct mlx-lm run failed:\n{done.stderr[-2000:]}")
+        raise BenchError(f"the {name} failed:\n{done.stderr[-2000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 

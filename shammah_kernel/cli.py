@@ -1,4 +1,4 @@
-"""The command line: `install`, `start` and `bench` (also the `shammah` console script)."""
+"""The command line: `install`, `start`, `bench`, `export-examples` (also the `shammah` script)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--notebook", type=Path, default=GETTING_STARTED)
     start.add_argument("--output", type=Path, help="where the executed copy goes (headless)")
     start.add_argument("--port", type=int, default=8888)
-    bench = sub.add_parser("bench", help="measure startup, decode speed and time to first token")
+    bench = sub.add_parser(
+        "bench",
+        help="measure start, decode, first token, bootstrap and learning against references",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     bench.add_argument("--model", help="a local mlx-lm model folder (default: embedded model)")
     bench.add_argument("--tokens", type=int, default=64, help="tokens to decode per measurement")
+    export = sub.add_parser(
+        "export-examples", help="write the training examples as mlx-lm chat JSONL with weights"
+    )
+    export.add_argument("path", type=Path, help="the .jsonl file to write")
     return parser
 
 
@@ -42,9 +49,31 @@ def run_subcommand(argv: list[str]) -> int:
         from .launcher import start
 
         return start(args.notebook, headless=args.headless, output=args.output, port=args.port)
+    if args.command == "export-examples":
+        return _export_examples(args.path)
     from .bench import run_bench
 
     return run_bench(json_path=args.json, model=args.model, tokens=args.tokens)
+
+
+def _export_examples(path: Path) -> int:
+    from .config import shammah_home
+    from .store import ExampleStore
+
+    database = shammah_home() / "examples.db"
+    if not database.exists():
+        print(f"No examples yet: {database} does not exist.", file=sys.stderr)
+        return 1
+    store = ExampleStore(database)
+    try:
+        count = store.export_jsonl(path)
+    except OSError as e:
+        print(f"Could not write {path}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"Wrote {count} example(s) from {database} to {path}")
+    return 0
 
 
 def main() -> int:

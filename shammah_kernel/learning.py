@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -47,12 +47,15 @@ class Learner:
         library: AdapterLibrary,
         settings: LoraSettings,
         system_prompt: str,
+        *,
+        replay_questions: Sequence[str] | None = None,  # None: training_data's general ones
     ) -> None:
         self.worker = worker
         self.store = store
         self.library = library
         self.settings = settings
         self.system_prompt = system_prompt
+        self.replay_questions = replay_questions
         self._status = TrainingStatus()
         self._listeners: list[TrainingListener] = []
         self._cancel = threading.Event()
@@ -266,10 +269,14 @@ class Learner:
     def _replay(self, backend: MlxBackend) -> list[TrainingExample]:
         """The base model's own answers to general questions, made once per model and prompt."""
         from .adapters import install_modules, lora_modules, remove_adapter
-        from .training_data import TrainingExample, make_replay_examples
+        from .training_data import GENERAL_QUESTIONS, TrainingExample, make_replay_examples
 
+        questions = GENERAL_QUESTIONS if self.replay_questions is None else self.replay_questions
+        if not questions:
+            return []
         context = (Message(Role.SYSTEM, self.system_prompt),)
-        key = hashlib.sha256(f"{backend.name}\n{self.system_prompt}".encode()).hexdigest()[:16]
+        identity = "\n".join([backend.name, self.system_prompt, *questions])
+        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
         cache = self.library.root / ".replay" / f"{key}.json"
         try:
             saved = json.loads(cache.read_text(encoding="utf-8"))
@@ -292,7 +299,7 @@ class Learner:
         remove_adapter(model)  # the base model's own answers
         try:
             replay = make_replay_examples(
-                model, backend.tokenizer, context=context, between_tokens=serve_turns
+                model, backend.tokenizer, questions, context=context, between_tokens=serve_turns
             )
         except _Stopped:
             return []

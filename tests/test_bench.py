@@ -11,7 +11,7 @@ import pytest
 from shammah_kernel.bench import run_bench
 
 
-def test_bench_measures_startup_decode_ttft_download_and_select(
+def test_bench_measures_startup_decode_ttft_download_select_and_learning(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     environment = dict(os.environ)
@@ -28,6 +28,9 @@ def test_bench_measures_startup_decode_ttft_download_and_select(
         "download_start",
         "download_first_cell",
         "select",
+        "training",
+        "adapter_apply",
+        "chat_during_training",
     }
     for measure in figures["measures"].values():
         assert measure["shammah"] > 0 and measure["reference"] > 0 and measure["ratio"] > 0
@@ -43,6 +46,9 @@ def test_bench_measures_startup_decode_ttft_download_and_select(
     select = figures["measures"]["select"]
     assert len(select["shammah_samples"]) == 2 and len(select["reference_samples"]) == 2
     assert all(s > 0 for s in select["ready_seconds"] + select["reference_load_seconds"])
+    assert figures["measures"]["training"]["reference_name"] == "mlx_lm.lora"
+    chat = figures["measures"]["chat_during_training"]
+    assert chat["steps_during_turns"] >= 1  # the turns really ran while it trained
     table = capsys.readouterr().out
     assert "| ratio |" in table and "python3 ipykernel" in table and "model cached" in table
     assert dict(os.environ) == environment  # the temporary homes are undone

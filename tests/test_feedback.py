@@ -8,6 +8,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
 from kernel_client import KernelSession
 
 from shammah_kernel.events import Message, Role
@@ -75,3 +76,19 @@ def test_export_to_mlx_lm_chat_jsonl_with_weights(tmp_path: Path) -> None:
     line = json.loads(out.read_text())
     assert line["weight"] == 10.0 and line["messages"][-1] == {"role": "assistant", "content": "a"}
     store.close()
+
+
+def test_export_examples_from_the_command_line(
+    shammah_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shammah_kernel.cli import run_subcommand
+
+    out = tmp_path / "examples.jsonl"
+    assert run_subcommand(["export-examples", str(out)]) == 1
+    assert "No examples yet" in capsys.readouterr().err
+    store = ExampleStore(shammah_home / "examples.db")
+    store.add([Message(Role.USER, "q")], "a", source="feedback:medium", weight=3.0)
+    store.close()
+    assert run_subcommand(["export-examples", str(out)]) == 0
+    assert "Wrote 1 example(s)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["weight"] == 3.0
