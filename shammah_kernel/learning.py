@@ -59,7 +59,8 @@ class Learner:
         self._status = TrainingStatus()
         self._listeners: list[TrainingListener] = []
         self._cancel = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one train() at a time
+        self._status_lock = threading.Lock()
         self.attach_problem = ""  # why the remembered adapter could not be applied at load
 
     # -- status ----------------------------------------------------------------------------------
@@ -75,27 +76,29 @@ class Learner:
     def add_listener(self, listener: TrainingListener) -> None:
         self._listeners.append(listener)
 
-    def _report(self, status: TrainingStatus) -> None:
-        self._status = status
+    def _report(self, status: TrainingStatus | None = None, /, **changes: object) -> TrainingStatus:
+        """Set the status (or change some of its fields) and tell the listeners.
+
+        The kernel thread (refresh) and the worker (progress) both update it: the change is made
+        under a lock, so a refresh never puts back a state the worker has already left.
+        """
+        with self._status_lock:
+            base = self._status if status is None else status
+            self._status = status = replace(base, **changes)  # type: ignore[arg-type]
         for listener in list(self._listeners):
             try:
                 listener(status)
             except Exception:  # a closed widget must not stop training
                 self._listeners.remove(listener)
+        return status
 
     def refresh(self, **changes: object) -> TrainingStatus:
         """Report the current status with the buffer and active adapter read afresh."""
         backend = self.worker.backend
-        active = backend.adapter if backend is not None else self._status.active
-        self._report(
-            replace(
-                self._status,
-                buffer=self.store().untrained_count(),
-                active=active,
-                **changes,  # type: ignore[arg-type]
-            )
-        )
-        return self._status
+        buffer = self.store().untrained_count()
+        if backend is not None:
+            changes.setdefault("active", backend.adapter)
+        return self._report(buffer=buffer, **changes)
 
     # -- the adapter the model answers with ------------------------------------------------------
 
@@ -112,7 +115,7 @@ class Learner:
                 backend.use_adapter(self.library.path(name), name)
             except ModelError as e:
                 self.attach_problem = f"{e} The base model answers."
-        self._status = replace(self._status, active=backend.adapter)
+        self._report(active=backend.adapter)
         return backend
 
     def use(self, name: str | None) -> str:
@@ -253,17 +256,14 @@ class Learner:
 
     def _progress(self, progress: TrainingProgress) -> None:
         self._report(
-            replace(
-                self._status,
-                state=TrainingState.TRAINING,
-                iteration=progress.iteration,
-                total=progress.total,
-                train_loss=progress.train_loss,
-                val_loss=progress.val_loss,
-                tokens_per_second=progress.tokens_per_second,
-                eta_seconds=progress.eta_seconds,
-                detail="training",
-            )
+            state=TrainingState.TRAINING,
+            iteration=progress.iteration,
+            total=progress.total,
+            train_loss=progress.train_loss,
+            val_loss=progress.val_loss,
+            tokens_per_second=progress.tokens_per_second,
+            eta_seconds=progress.eta_seconds,
+            detail="training",
         )
 
     def _replay(self, backend: MlxBackend) -> list[TrainingExample]:

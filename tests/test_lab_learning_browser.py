@@ -71,7 +71,9 @@ def test_rate_an_answer_train_and_see_the_adapter_answer(
         card = answer.locator(".shammah-feedback")
         expect(card.locator("button[data-rating]")).to_have_count(3)
         card.locator('button[data-rating="critical"]').click()
-        card.locator(".shammah-feedback-note").press_sequentially("use reverse")
+        # Typed key by key: notebook shortcuts (d d deletes a cell, a and b add one) stay out.
+        card.locator(".shammah-feedback-note").press_sequentially("odd: add a b, use reverse")
+        expect(page.locator(".jp-NotebookPanel:visible .jp-Cell")).to_have_count(len(cells))
         card.locator(".shammah-feedback-propose").click()
         better = card.locator("textarea.shammah-feedback-better")
         expect(better).to_have_value(PROPOSAL)
