@@ -7,13 +7,21 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shammah_kernel.adapter_library import AdapterLibrary
 from shammah_kernel.config import LoraSettings
 from shammah_kernel.errors import CommandError, ModelError
-from shammah_kernel.events import GenerationOptions, Message, Role, TrainingState, TrainingStatus
+from shammah_kernel.events import (
+    GenerationOptions,
+    Message,
+    Role,
+    TrainingState,
+    TrainingStatus,
+    TurnFinished,
+)
 from shammah_kernel.learning import Learner
 from shammah_kernel.mlx_backend import MlxBackend
 from shammah_kernel.store import ExampleStore
@@ -242,3 +250,49 @@ def test_serve_pending_runs_turns_but_defers_model_changes() -> None:
     worker.stop()
     with pytest.raises(RuntimeError, match="worker thread"):
         worker.serve_pending()
+
+
+def _turn_of(assistant: Any, text: str) -> Any:
+    handle = assistant.session.ask(text)
+    while (event := handle.next_event()) is None or not isinstance(event, TurnFinished):
+        time.sleep(0.01)
+    return event.turn
+
+
+def test_a_better_answer_is_proposed_from_the_note_and_the_conversation(
+    tiny_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_server import ClaudeServer
+
+    from shammah_kernel.assistant import Assistant
+
+    with ClaudeServer(reply="Use sorted(xs, reverse=True).") as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        assistant = Assistant()
+        try:
+            assistant.start()
+            turn = _turn_of(assistant, "How do I sort backwards?")
+            assert assistant.proposer == "Claude"
+            proposal = assistant.propose_better(turn, "use reverse")
+            assert proposal == "Use sorted(xs, reverse=True)."
+            sent = server.requests[-1].body["messages"]
+            assert sent[-3]["content"] == "How do I sort backwards?"
+            assert sent[-2] == {"role": "assistant", "content": turn.assistant}
+            assert "use reverse" in sent[-1]["content"]
+        finally:
+            assistant.shutdown()
+
+
+def test_without_a_key_the_local_model_proposes(tiny_home: Path) -> None:
+    from shammah_kernel.assistant import Assistant
+
+    assistant = Assistant()
+    try:
+        assistant.start()
+        turn = _turn_of(assistant, "How do I sort backwards?")
+        assert assistant.proposer == "the local model"
+        assert isinstance(assistant.propose_better(turn, "shorter"), str)
+        assert assistant.worker.backend is not None  # it ran on the model worker
+    finally:
+        assistant.shutdown()
