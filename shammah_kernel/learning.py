@@ -115,7 +115,7 @@ class Learner:
                 backend.use_adapter(self.library.path(name), name)
             except ModelError as e:
                 self.attach_problem = f"{e} The base model answers."
-        self._report(active=backend.adapter)
+        self._report(active=backend.adapter, buffer=self.store().untrained_count())
         return backend
 
     def use(self, name: str | None) -> str:

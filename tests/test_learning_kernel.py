@@ -131,3 +131,51 @@ def test_a_kernel_killed_while_training_keeps_the_previous_adapter(
         assert "adapter-1" in listing and "damaged" not in listing
     finally:
         kernel.stop()
+
+
+def test_adapters_commands_list_switch_share_and_delete(
+    shammah_home: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    config = f'[model]\nid = "{tiny_model}"\nmax_tokens = 4\n[lora]\nauto_train = false\n'
+    write_config(shammah_home, config + "rank = 4\nnum_layers = 2\nepochs = 1\n")
+    kernel = KernelSession.start()
+    try:
+        _ask(kernel, "Hello?")
+        assert "No adapters yet" in _command(kernel, "/adapters")
+        _command(kernel, "/good")
+        _command(kernel, "/train")
+        _wait_for(kernel, "answers now")
+        listing = _command(kernel, "/adapters list")
+        assert "`adapter-1` | **answering**" in listing and "tiny" in listing
+
+        shared = tmp_path / "shared"
+        assert "Exported adapter `adapter-1`" in _command(
+            kernel, f"/adapters export adapter-1 {shared}"
+        )
+        assert "base model" in _command(kernel, "/adapters unload")
+        assert "No adapter" in _command(kernel, "/train status")
+        _command(kernel, "/adapters load adapter-1")
+        assert "Adapter answering: `adapter-1`" in _command(kernel, "/train status")
+
+        deleted = _command(kernel, "/adapters delete adapter-1")
+        assert "its 1 example(s) are back in the training buffer" in deleted
+        assert "No adapter" in _command(kernel, "/train status")
+        assert "Imported adapter `shared`" in _command(kernel, f"/adapters import {shared}")
+        assert "Adapter `shared` answers now" in _command(kernel, "/adapters load shared")
+
+        assert "project-b" in _command(kernel, "/adapters new project-b")
+        assert "Training adapter `project-b`" in _command(kernel, "/train")
+        _wait_for(kernel, "answers now")
+        assert "Adapter answering: `project-b`" in _command(kernel, "/train status")
+
+        for bad, message in [
+            ("/adapters load nope", "no adapter named 'nope'"),
+            ("/adapters new ../x", "not a usable adapter name"),
+            ("/adapters frob", "Unknown /adapters subcommand"),
+            ("/train now", "Usage: /train"),
+            ("/train cancel", "No training is running"),
+        ]:
+            run = kernel.execute(bad, timeout=60)
+            assert run.status == "error" and message in run.reply["evalue"], (bad, run.reply)
+    finally:
+        kernel.stop()
