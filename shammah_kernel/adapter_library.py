@@ -63,7 +63,7 @@ class AdapterLibrary:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        self._recover()
+        self.recover()
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name))
 
     def info(self, name: str) -> AdapterInfo:
@@ -141,8 +141,10 @@ class AdapterLibrary:
         _fsync_dir(self.root)
         return target
 
-    def _recover(self) -> None:
+    def recover(self) -> None:
         """Finish a replacement a crash interrupted between its two renames."""
+        if not self.root.is_dir():
+            return
         for old in self.root.glob(".*.old"):
             target = self.root / old.name[1 : -len(".old")]
             if target.exists():

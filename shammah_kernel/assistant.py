@@ -66,6 +66,7 @@ class Assistant:
             gate=ConsentGate(self.workspace, PermissionPolicy(store=self.rules)),
         )
         self._store: ExampleStore | None = None
+        self._store_lock = threading.Lock()
         self.collector = ExampleCollector(self.store, self.config.lora)
         self.learner = Learner(
             self.worker,
@@ -101,12 +102,13 @@ class Assistant:
 
     def store(self) -> ExampleStore:
         """The example store, opened on first use (the kernel's start need not touch SQLite)."""
-        if self._store is None:
-            from .store import ExampleStore
+        with self._store_lock:  # the kernel, turn, comm and worker threads all get here
+            if self._store is None:
+                from .store import ExampleStore
 
-            self._store = ExampleStore(shammah_home() / "examples.db")
-            self.session.store = self._store
-        return self._store
+                self._store = ExampleStore(shammah_home() / "examples.db")
+                self.session.store = self._store
+            return self._store
 
     def _collect(self, turn: Turn, context: list[Message]) -> None:
         self.collector.collect(turn, context)

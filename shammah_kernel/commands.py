@@ -90,9 +90,14 @@ def _model(assistant: Assistant, args: list[str], body: str = "") -> CommandResu
                 "a local folder, or embedded)"
             )
         choice = assistant.select(args[1])
+        waits = (
+            " It loads once the training run has finished (or after /train cancel)."
+            if assistant.learner.running
+            else ""
+        )
         return CommandResult(
             f"Switching to **{choice.name}**: fetching it in the background (see the status "
-            "above); the current model answers until it is loaded."
+            f"above); the current model answers until it is loaded.{waits}"
         )
     choices = ", ".join(COMMANDS["model"].subcommands)
     raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")

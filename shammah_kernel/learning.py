@@ -15,6 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,8 @@ class Learner:
         self._listeners: list[TrainingListener] = []
         self._cancel = threading.Event()
         self._lock = threading.Lock()  # one train() at a time
-        self._status_lock = threading.Lock()
+        self._status_lock = threading.RLock()
+        self._auto_paused_at: int | None = None  # buffer size when a run was cancelled or failed
         self.attach_problem = ""  # why the remembered adapter could not be applied at load
 
     # -- status ----------------------------------------------------------------------------------
@@ -79,17 +81,18 @@ class Learner:
     def _report(self, status: TrainingStatus | None = None, /, **changes: object) -> TrainingStatus:
         """Set the status (or change some of its fields) and tell the listeners.
 
-        The kernel thread (refresh) and the worker (progress) both update it: the change is made
-        under a lock, so a refresh never puts back a state the worker has already left.
+        The kernel thread (refresh) and the worker (progress) both update it: the change and its
+        delivery happen under one lock, so listeners see the updates in order and a refresh never
+        puts back a state the worker has already left. Listeners only set widget traits.
         """
         with self._status_lock:
             base = self._status if status is None else status
             self._status = status = replace(base, **changes)  # type: ignore[arg-type]
-        for listener in list(self._listeners):
-            try:
-                listener(status)
-            except Exception:  # a closed widget must not stop training
-                self._listeners.remove(listener)
+            for listener in list(self._listeners):
+                try:
+                    listener(status)
+                except Exception:  # a closed widget must not stop training
+                    self._listeners.remove(listener)
         return status
 
     def refresh(self, **changes: object) -> TrainingStatus:
@@ -108,6 +111,7 @@ class Learner:
 
     def attach(self, backend: MlxBackend) -> MlxBackend:
         """On the worker, right after a model loads: apply the adapter it last answered with."""
+        self.library.recover()
         name = self.library.current(backend.name)
         self.attach_problem = ""
         if name and self.library.exists(name):
@@ -115,32 +119,55 @@ class Learner:
                 backend.use_adapter(self.library.path(name), name)
             except ModelError as e:
                 self.attach_problem = f"{e} The base model answers."
-        self._report(active=backend.adapter, buffer=self.store().untrained_count())
+        elif name and self.library.path(name).exists():
+            self.attach_problem = (
+                f"The adapter {name} this model last used has no weights file; the base model "
+                "answers (see /adapters list)."
+            )
+        self._settled(active=backend.adapter, buffer=self.store().untrained_count())
         return backend
+
+    def _settled(self, **changes: object) -> None:
+        """Report a change of the adapter in use; a finished run's outcome is no longer news."""
+        if not self.running:
+            changes.update(state=TrainingState.IDLE, detail="")
+        self._report(**changes)
 
     def use(self, name: str | None) -> str:
         """Apply adapter ``name`` (None: the base model) to the loaded model, and remember it."""
-        if self.running:
-            raise CommandError(
-                "Training is running: wait for it, or stop it with /train cancel, first."
-            )
         path = None if name is None else self.library.path(name)
         if path is not None and not path.is_dir():
             raise CommandError(f"There is no adapter named {name!r}; see /adapters list")
-        future = self.worker.submit(
-            lambda backend: backend.use_adapter(path, name or ""), between_steps=False
-        )
-        future.result(timeout=SWAP_TIMEOUT)  # a ModelError (wrong base, damaged) propagates
-        self.library.set_current(self.base_model(), name)
-        self.refresh()
-        return self.base_model()
+        with self._lock:
+            if self.running:
+                raise CommandError(
+                    "Training is running: wait for it, or stop it with /train cancel, first."
+                )
+            if not self.worker.answering:
+                raise CommandError(
+                    "The local model is not loaded yet: switch adapters once it is (/status)."
+                )
+
+            def swap(backend: MlxBackend) -> str:  # on the worker: the model and the record agree
+                backend.use_adapter(path, name or "")
+                self.library.set_current(backend.name, name)
+                return backend.name
+
+            future = self.worker.submit(swap, between_steps=False)
+        try:
+            base = future.result(timeout=SWAP_TIMEOUT)  # a ModelError (wrong base...) propagates
+        except FutureTimeout:
+            raise CommandError(
+                "The model is busy with a long turn: the switch happens as soon as it is done."
+            ) from None
+        self._settled(active=name or "", buffer=self.store().untrained_count())
+        return base
 
     def start_new(self, name: str) -> None:
         """Make ``name`` the adapter the next run trains (from the buffer alone); base answers."""
         if self.library.path(name).exists():
             raise CommandError(f"An adapter named {name!r} exists already: /adapters load it.")
-        if self.worker.backend is not None:
-            self.use(None)
+        self.use(None)
         self.library.set_current(self.base_model(), name)
 
     # -- training --------------------------------------------------------------------------------
@@ -150,7 +177,8 @@ class Learner:
         with self._lock:
             if self.running:
                 raise CommandError("Training is already running: see /train status.")
-            name = self.library.current(self.base_model()) or self.library.next_name()
+            self._auto_paused_at = None
+            name = self._adapter_for(self.base_model())
             count = len(self.store().for_adapter(name))
             if not count:
                 raise CommandError(
@@ -168,9 +196,7 @@ class Learner:
                     buffer=self.store().untrained_count(),
                 )
             )
-        future: Future[None] = self.worker.submit(
-            lambda backend: self._run(backend, name), between_steps=False
-        )
+        future: Future[None] = self.worker.submit(self._run, between_steps=False)
         future.add_done_callback(self._ended)
         return name
 
@@ -179,8 +205,12 @@ class Learner:
         settings = self.settings
         if not settings.auto_train or self.running or not self.worker.answering:
             return ""
-        if self.store().untrained_count() < settings.auto_train_threshold:
+        buffer = self.store().untrained_count()
+        if buffer < settings.auto_train_threshold:
             return ""
+        if self._auto_paused_at is not None and buffer <= self._auto_paused_at:
+            return ""  # after a cancel or a failure: only once new examples come in
+        self._auto_paused_at = None
         try:
             return self.train()
         except CommandError:
@@ -197,22 +227,33 @@ class Learner:
         error = future.exception()
         if error is not None:
             message = str(error) if isinstance(error, ModelError | CommandError) else repr(error)
+            self._auto_paused_at = self.store().untrained_count()
             self.refresh(state=TrainingState.FAILED, detail=f"Training failed: {message}")
 
-    def _run(self, backend: MlxBackend, name: str) -> None:
+    def _adapter_for(self, base_model: str) -> str:
+        """The adapter a run for ``base_model`` trains: its current one, else a new name."""
+        name = self.library.current(base_model)
+        if name and self.library.exists(name) and self.library.info(name).base_model != base_model:
+            name = None  # never overwrite an adapter of another model
+        return name or self.library.next_name()
+
+    def _cancelled(self, backend: MlxBackend, when: str) -> None:
+        self._auto_paused_at = self.store().untrained_count()
+        previous = backend.adapter or "the base model"
+        self.refresh(
+            state=TrainingState.CANCELLED, detail=f"Cancelled {when}; {previous} still answers."
+        )
+
+    def _run(self, backend: MlxBackend) -> None:
         from .training import train_adapter
         from .training_data import training_examples
 
+        name = self._adapter_for(backend.name)  # the model loaded now, not the one asked about
         examples = training_examples(self.store().for_adapter(name))
-        self.refresh(detail="the base model answers general questions (replay)")
+        self.refresh(adapter=name, detail="the base model answers general questions (replay)")
         replay = [] if self._cancel.is_set() else self._replay(backend)
         if self._cancel.is_set():
-            previous = backend.adapter or "the base model"
-            self.refresh(
-                state=TrainingState.CANCELLED,
-                detail=f"Cancelled before training; {previous} still answers.",
-            )
-            return
+            return self._cancelled(backend, "before training")
         self.refresh(state=TrainingState.TRAINING, detail="training", examples=len(examples))
         staged = self.library.staging_dir(name)
         result = train_adapter(
@@ -227,13 +268,9 @@ class Learner:
             should_stop=self._cancel.is_set,
             step_hook=self.worker.serve_pending,
         )
-        if result.cancelled:
-            previous = backend.adapter or "the base model"
-            self.refresh(
-                state=TrainingState.CANCELLED,
-                detail=f"Cancelled after {result.iterations} step(s); {previous} still answers.",
-            )
-            return
+        if result.cancelled or self._cancel.is_set():  # also a cancel during the last evaluation
+            shutil.rmtree(staged, ignore_errors=True)
+            return self._cancelled(backend, f"after {result.iterations} step(s)")
         try:
             backend.use_adapter(staged, name)  # in memory first: a failure changes nothing
         except ModelError:

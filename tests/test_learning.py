@@ -296,3 +296,44 @@ def test_without_a_key_the_local_model_proposes(tiny_home: Path) -> None:
         assert assistant.worker.backend is not None  # it ran on the model worker
     finally:
         assistant.shutdown()
+
+
+def test_after_a_cancel_auto_training_waits_for_new_examples(rig: Rig) -> None:
+    rig.add(3)
+    rig.learner.add_listener(
+        lambda s: rig.learner.cancel() if s.state is TrainingState.TRAINING else None
+    )
+    assert rig.learner.maybe_auto_train() == "adapter-1"
+    assert rig.wait().state is TrainingState.CANCELLED
+    assert rig.learner.maybe_auto_train() == ""  # the same buffer: no restart after each turn
+    rig.learner._listeners.pop()  # the cancelling listener
+    rig.add(1)
+    assert rig.learner.maybe_auto_train() == "adapter-1"
+    assert rig.wait().state is TrainingState.DONE
+
+
+def test_a_run_never_overwrites_another_models_adapter(rig: Rig) -> None:
+    rig.add(3)
+    first = rig.learner.train()
+    rig.wait()
+    meta = rig.library.path(first) / "shammah.json"
+    meta.write_text(meta.read_text().replace('"tiny"', '"another-model"'))
+    rig.add(1)
+    assert rig.learner.train() == "adapter-2"
+    assert rig.wait().state is TrainingState.DONE
+    assert "another-model" in meta.read_text() and rig.backend.adapter == "adapter-2"
+
+
+def test_a_remembered_adapter_without_weights_is_reported_at_load(
+    rig: Rig, tiny_model: Path, shammah_home: Path
+) -> None:
+    rig.add(3)
+    name = rig.learner.train()
+    rig.wait()
+    (rig.library.path(name) / "adapters.safetensors").unlink()
+    again = Rig(tiny_model, shammah_home, _settings())
+    try:
+        again.ask()
+        assert again.backend.adapter == "" and "no weights file" in again.learner.attach_problem
+    finally:
+        again.worker.stop()
