@@ -169,7 +169,10 @@ def _isolated_environment(root: Path, model_dir: Path, tokens: int) -> Iterator[
     home = root / "shammah-home"
     home.mkdir()
     settings = f"id = {json.dumps(str(model_dir))}\nmax_tokens = {tokens}\ntemperature = 0.0\n"
-    (home / "config.toml").write_text(f"[model]\n{settings}", encoding="utf-8")
+    # No automatic training: the bench's many turns would start a run that the later measures
+    # (a /model select waits for it) would then time.
+    lora = "[lora]\nauto_train = false\n"
+    (home / "config.toml").write_text(f"[model]\n{settings}{lora}", encoding="utf-8")
     saved = dict(os.environ)
     os.environ.update(
         SHAMMAH_HOME=str(home),
