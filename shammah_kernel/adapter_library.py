@@ -138,7 +138,7 @@ class AdapterLibrary:
             os.rename(target, old)
         os.rename(staged, target)
         shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         return target
 
     def recover(self) -> None:
@@ -228,7 +228,8 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

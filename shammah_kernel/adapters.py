@@ -19,7 +19,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.utils import linear_to_lora_layers, remove_lora_layers
 
-from .adapter_library import ADAPTER_FILE, CONFIG_FILE, METADATA_FILE
+from .adapter_library import ADAPTER_FILE, CONFIG_FILE, METADATA_FILE, fsync_path
 from .errors import ModelError
 
 Modules = list[tuple[str, nn.Module]]
@@ -131,14 +131,6 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def adapter_config(
     base_model: str, num_layers: int, lora: dict[str, Any], batch_size: int, iters: int
 ) -> dict[str, Any]:
@@ -160,6 +152,6 @@ def publish_adapter(
     _write_json(partial / CONFIG_FILE, config)
     _write_json(partial / METADATA_FILE, metadata)
     for path in [*partial.iterdir(), partial]:  # complete files on disk before the rename
-        _fsync(path)
+        fsync_path(path)
     os.rename(partial, out_dir)
-    _fsync(out_dir.parent)
+    fsync_path(out_dir.parent)

@@ -109,21 +109,24 @@ def test_the_next_run_retrains_the_same_adapter_on_old_and_new_examples(rig: Rig
 
 def test_chat_turns_run_between_training_steps(rig: Rig) -> None:
     rig.add(6)
-    answered: list[tuple[str, int]] = []
+    still_training: list[bool] = []  # whether the run was still going when the turn answered
+
+    def turn() -> None:
+        rig.ask()
+        still_training.append(rig.learner.running)
 
     def ask_once(status: TrainingStatus) -> None:
-        if status.state is TrainingState.TRAINING and status.iteration == 1 and not answered:
-            threading.Thread(target=lambda: answered.append((rig.ask(), 0))).start()
+        if status.state is TrainingState.TRAINING and status.iteration == 1 and not still_training:
+            threading.Thread(target=turn).start()
 
     rig.learner.add_listener(ask_once)
     rig.learner.train()
     status = rig.wait()
     assert status.state is TrainingState.DONE
-    time.sleep(0.1)
-    assert answered, "the turn waited for the whole run"
-    # the turn ran while training was still going: a step was reported after it was queued
-    iterations = [s.iteration for s in rig.statuses if s.state is TrainingState.TRAINING]
-    assert max(iterations) > 1
+    deadline = time.monotonic() + 10
+    while not still_training and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert still_training == [True], "the turn waited for the whole run"
 
 
 def test_cancel_keeps_the_previous_adapter_and_writes_nothing(rig: Rig) -> None:
@@ -292,8 +295,13 @@ def test_without_a_key_the_local_model_proposes(tiny_home: Path) -> None:
         assistant.start()
         turn = _turn_of(assistant, "How do I sort backwards?")
         assert assistant.proposer == "the local model"
-        assert isinstance(assistant.propose_better(turn, "shorter"), str)
-        assert assistant.worker.backend is not None  # it ran on the model worker
+        proposal = assistant.propose_better(turn, "shorter")
+        backend = assistant.worker.backend
+        assert backend is not None
+        # the local model's last prompt, then its answer: the note and the question were in it
+        seen = backend.tokenizer.decode(backend._cached_tokens)
+        assert "shorter" in seen and "How do I sort backwards?" in seen
+        assert proposal in seen
     finally:
         assistant.shutdown()
 
