@@ -184,6 +184,14 @@ class SamplingSettings(_Settings):
     claude_share = _Number(0.05, ">= 0", "<= 1", help="Share of local turns also sent to Claude.")
 
 
+class ToolsSettings(_Settings):
+    """``[tools]``: what the tools the model calls may see."""
+
+    pass_env = List(
+        Unicode(), [], help="Environment variables tools may see although they look secret."
+    )
+
+
 class ServerSettings(_Settings):
     """``[server]``: the HTTP service with Claude- and OpenAI-compatible endpoints."""
 
@@ -214,6 +222,7 @@ class ShammahConfig(_Settings):
     model = Instance(ModelSettings, args=(), help="[model]: local model, device, routing.")
     lora = Instance(LoraSettings, args=(), help="[lora]: feedback weights, adapter training.")
     sampling = Instance(SamplingSettings, args=(), help="[sampling]: turns also asked of Claude.")
+    tools = Instance(ToolsSettings, args=(), help="[tools]: the tools' environment.")
     server = Instance(ServerSettings, args=(), help="[server]: the HTTP service.")
 
     def to_toml(self) -> str:

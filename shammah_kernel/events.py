@@ -195,6 +195,9 @@ class ToolCallProposed:
     preview: str  # a diff for Edit/Write, else ""
     suggestion: str  # a generalized rule for the pattern choices, e.g. Bash(pytest *)
     answer: Future[Approval]
+    # A protected path (rule files, the Shammah home, secrets, files that run code later): only
+    # "once" or "deny" are offered, so no remembered rule ever covers it.
+    per_call_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,15 @@ def _never_stop() -> bool:
     return False
 
 
+def _read_anything(path: Path) -> bool:
+    """The default `may_read`: no gate is watching (unit tests of a tool alone)."""
+    return True
+
+
+def _no_private_hosts(host: str, port: int) -> bool:
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """Where a tool call runs and how far it may go; relative paths resolve against `workspace`."""
@@ -34,6 +43,12 @@ class ToolContext:
     workspace: Path
     on_output: Callable[[str], None] = _ignore_output  # Bash streams its output here as it arrives
     should_stop: Callable[[], bool] = _never_stop  # polled by Bash; True kills the command
+    # Whether a search tool may open or list this file: the consent gate's Read decision for it.
+    may_read: Callable[[Path], bool] = _read_anything
+    # Whether WebFetch may connect to a loopback/private address: only when a rule names the host.
+    may_fetch_private: Callable[[str, int], bool] = _no_private_hosts
+    # The environment tools run with (secrets removed); None = the process's, secrets removed.
+    env: Mapping[str, str] | None = None
     max_output_chars: int = 30_000
     bash_timeout: float = 120.0  # seconds, when the call gives no `timeout`
     fetch_timeout: float = 20.0  # seconds for a whole WebFetch, redirects included
