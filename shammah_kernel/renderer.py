@@ -18,6 +18,7 @@ from .events import (
     TurnFailed,
     TurnFinished,
 )
+from .markup import escape_text, safe_markdown
 from .tool_view import ToolCallView
 
 # Re-render a streaming Markdown output at most this often; a re-render per token would flood
@@ -36,6 +37,8 @@ class OutputSink(Protocol):
 
 
 def markdown_bundle(markdown: str, plain: str | None = None) -> dict[str, str]:
+    """An output of Markdown that Shammah wrote; text from the model or a file must have gone
+    through `markup` first (JupyterLab runs raw HTML in a live session's outputs)."""
     return {"text/markdown": markdown, "text/plain": markdown if plain is None else plain}
 
 
@@ -53,16 +56,19 @@ def footer(stats: GenerationStats, *, interrupted: bool) -> tuple[str, str]:
     if interrupted:
         parts.append("interrupted")
     line = " · ".join(parts)
-    return f"<sub>{line}</sub>", f"[{line}]"
+    return f"<sub>{escape_text(line)}</sub>", f"[{line}]"
 
 
 class ReplyRenderer:
-    """Renders one turn. `plain=True` streams text (terminal frontends that ignore updates)."""
+    """Renders one turn. `plain=True` streams text (terminal frontends that ignore updates);
+    `streaming=False` shows each piece of the answer whole once it is done (the setting)."""
 
-    def __init__(self, sink: OutputSink, *, plain: bool) -> None:
+    def __init__(self, sink: OutputSink, *, plain: bool, streaming: bool = True) -> None:
         self.sink = sink
         self.plain = plain
+        self.streaming = streaming
         self.text = ""
+        self._transient: list[str] = []  # display ids of notices to clear once the answer starts
         self._display_id = f"shammah-{uuid.uuid4().hex}"
         self._shown = False
         self._rendered_at = 0.0
@@ -70,10 +76,12 @@ class ReplyRenderer:
         self._tools: dict[str, ToolCallView] = {}
 
     def handle(self, event: TurnEvent) -> None:
+        if not isinstance(event, Notice):
+            self._clear_transient()
         if isinstance(event, TextDelta):
             self._add_text(event.text)
         elif isinstance(event, Notice):
-            self._show_notice(event.text)
+            self._show_notice(event.text, transient=event.transient)
         elif isinstance(event, TurnFinished):
             self._flush()
             self._finish(event)
@@ -103,12 +111,21 @@ class ReplyRenderer:
             self._shown = False
             self.text = ""
 
-    def _show_notice(self, text: str) -> None:
+    def _show_notice(self, text: str, *, transient: bool = False) -> None:
         self._break_text()
         if self.plain:
             self.sink.stream(f"[{text}]\n")
-        else:
-            self.sink.display(markdown_bundle(f"*{text}*", f"[{text}]"))
+            return
+        display_id = f"shammah-notice-{uuid.uuid4().hex}" if transient else None
+        self.sink.display(markdown_bundle(f"*{escape_text(text)}*", f"[{text}]"), display_id)
+        if display_id:
+            self._transient.append(display_id)
+
+    def _clear_transient(self) -> None:
+        """A waiting line is over once anything else happens: it leaves an empty output."""
+        for display_id in self._transient:
+            self.sink.update({"text/markdown": "", "text/plain": ""}, display_id)
+        self._transient.clear()
 
     def _add_text(self, delta: str) -> None:
         self.text += delta
@@ -116,13 +133,13 @@ class ReplyRenderer:
             self.sink.stream(delta)
             return
         self._dirty = True
-        if time.monotonic() - self._rendered_at >= UPDATE_INTERVAL:
+        if self.streaming and time.monotonic() - self._rendered_at >= UPDATE_INTERVAL:
             self._flush()
 
     def _flush(self) -> None:
         if self.plain or not self._dirty:
             return
-        bundle = markdown_bundle(self.text)
+        bundle = markdown_bundle(safe_markdown(self.text), self.text)
         if self._shown:
             self.sink.update(bundle, self._display_id)
         else:

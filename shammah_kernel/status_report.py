@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .blas import find_openblas, openblas_loaded
 from .events import EngineState, Turn
+from .markup import escape_text, inline_code, safe_markdown
 
 if TYPE_CHECKING:
     from .assistant import Assistant
@@ -52,17 +53,17 @@ def model_status_markdown(assistant: Assistant) -> str:
     state = status.state.value
     if status.state is not EngineState.READY:
         state += f": {status.detail}"
-    rows = [("model", choice.name), ("why", choice.reason)]
+    rows = [("model", escape_text(choice.name)), ("why", escape_text(choice.reason))]
     if answering != choice:
-        rows.append(("answering", f"{answering.name}: {answering.reason}"))
-    rows.append(("state", state))
+        rows.append(("answering", escape_text(f"{answering.name}: {answering.reason}")))
+    rows.append(("state", escape_text(state)))
     if status.hint:
-        rows.append(("what to do", status.hint))
+        rows.append(("what to do", escape_text(status.hint)))
     backend = assistant.worker.backend
     if backend is not None:
         on_disk = _size(_folder_bytes(backend.model_dir))
         rows += [
-            ("folder", f"`{backend.model_dir}`"),
+            ("folder", inline_code(str(backend.model_dir))),
             ("size", f"{_parameters(backend.parameter_count)} parameters, {on_disk} on disk"),
             ("device", f"{backend.device.upper()} (setting: {assistant.config.model.device})"),
             ("memory", _memory_line(*backend.memory_bytes())),
@@ -77,7 +78,10 @@ def model_cache_markdown() -> str:
     models = cached_models()
     if not models:
         return "*No models in the Hugging Face cache yet.* `/model select SIZE` downloads one."
-    rows = "\n".join(f"| `{m.repo_id}` | {_size(m.size_bytes)} | `{m.path}` |" for m in models)
+    rows = "\n".join(
+        f"| {_code_cell(m.repo_id)} | {_size(m.size_bytes)} | {_code_cell(str(m.path))} |"
+        for m in models
+    )
     return "| model | size | folder |\n|---|---|---|\n" + rows
 
 
@@ -85,12 +89,12 @@ def status_markdown(assistant: Assistant) -> str:
     o = assistant.session.options
     turns = assistant.session.conversation.turns
     status = assistant.worker.status
-    config = f"`{assistant.config_file}`"
+    config = inline_code(str(assistant.config_file))
     if not assistant.config_file.exists():
         config += " (not present: defaults)"
     claude = assistant.session.claude
     rows = [
-        ("model", f"{status.model} ({status.state.value})"),
+        ("model", escape_text(f"{status.model} ({status.state.value})")),
         ("route", f"{assistant.session.route}; Claude: {claude.name if claude else 'no key set'}"),
         ("conversation", f"{len(turns)} turn(s)"),
         ("adapter", _adapter_line(assistant)),
@@ -100,7 +104,7 @@ def status_markdown(assistant: Assistant) -> str:
             f"context_length {o.context_length}",
         ),
         ("config", config),
-        ("config problems", "; ".join(str(p) for p in assistant.problems) or "none"),
+        ("config problems", escape_text("; ".join(str(p) for p in assistant.problems) or "none")),
     ]
     return _table(rows) + "\n\nMore on the model: `/model status`; on training: `/train status`."
 
@@ -108,11 +112,11 @@ def status_markdown(assistant: Assistant) -> str:
 def _adapter_line(assistant: Assistant) -> str:
     learner = assistant.learner
     training = learner.refresh()
-    line = f"`{training.active}`" if training.active else "none (the base model answers)"
+    line = inline_code(training.active) if training.active else "none (the base model answers)"
     if learner.attach_problem:
-        line += f"; {learner.attach_problem}"
+        line += f"; {escape_text(learner.attach_problem)}"
     if learner.running:
-        line += f"; training `{training.adapter}` ({training.state.value})"
+        line += f"; training {inline_code(training.adapter)} ({training.state.value})"
     return f"{line}; {assistant.collector.buffer_text()}"
 
 
@@ -122,9 +126,8 @@ def history_markdown(turns: Sequence[Turn]) -> str:
     parts = []
     for number, turn in enumerate(turns, 1):
         mark = " *(interrupted)*" if turn.interrupted else ""
-        parts.append(
-            f"**[{number}] You:**\n\n{turn.user}\n\n**Shammah{mark}:**\n\n{turn.assistant}"
-        )
+        user, answer = safe_markdown(turn.user), safe_markdown(turn.assistant)
+        parts.append(f"**[{number}] You:**\n\n{user}\n\n**Shammah{mark}:**\n\n{answer}")
     return "\n\n---\n\n".join(parts)
 
 
@@ -133,18 +136,25 @@ def _table(rows: Sequence[tuple[str, str]]) -> str:
     return "| | |\n|---|---|\n" + body
 
 
+def _code_cell(text: str) -> str:
+    return _cell(inline_code(text))
+
+
 def _cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
 
 
 def patterns_markdown(rules: Sequence[StoredRule], problems: Sequence[object], path: Path) -> str:
-    lines = [f"Rules remembered in `{path}` (and a project's `.shammah/permissions.json`):", ""]
+    where = inline_code(str(path))
+    lines = [f"Rules remembered in {where} (and a project's `.shammah/permissions.json`):", ""]
     if rules:
         lines += ["| id | kind | rule | file |", "|---|---|---|---|"]
         lines += [
-            f"| `{r.id}` | {r.kind.value} | `{_cell(str(r.rule))}` | `{r.source}` |" for r in rules
+            f"| `{r.id}` | {r.kind.value} | {_code_cell(str(r.rule))} "
+            f"| {_code_cell(str(r.source))} |"
+            for r in rules
         ]
     else:
         lines.append("*No remembered rules.* Approve a call with **Always** or use /patterns add.")
-    lines += [f"\n**Problem:** {p}" for p in problems]
+    lines += [f"\n**Problem:** {escape_text(str(p))}" for p in problems]
     return "\n".join(lines)

@@ -7,17 +7,13 @@ import uuid
 from typing import TYPE_CHECKING
 
 from .events import ToolCall, ToolResult
+from .markup import code_block
 
 if TYPE_CHECKING:  # renderer imports this module: the protocol is needed for types only
     from .renderer import OutputSink
 
 SHOWN_OUTPUT = 4000  # characters of a tool's output kept in the cell (the model sees its own cap)
 UPDATE_INTERVAL = 0.1
-
-
-def _fenced(text: str) -> str:
-    fence = "````" if "```" in text else "```"
-    return f"{fence}text\n{text.rstrip()}\n{fence}"
 
 
 class ToolCallView:
@@ -51,8 +47,10 @@ class ToolCallView:
     def _bundle(self, state: str, *, open_: bool) -> dict[str, str]:
         shown = self.output[-SHOWN_OUTPUT:]
         cut = "…\n" if len(self.output) > SHOWN_OUTPUT else ""
-        body = f"\n\n{_fenced(cut + shown)}\n" if shown.strip() else "\n"
-        summary = f"<b>{self.call.name}</b> <code>{_escape(self.description)}</code> · {state}"
+        body = f"\n\n{code_block(cut + shown.rstrip())}\n" if shown.strip() else "\n"
+        # The summary line opens an HTML block (no Markdown there): HTML escaping is what counts.
+        name, description = _escape(self.call.name), _escape(self.description)
+        summary = f"<b>{name}</b> <code>{description}</code> · {state}"
         tag = "<details open>" if open_ else "<details>"
         markdown = f"{tag}<summary>{summary}</summary>{body}</details>"
         plain = f"[{self.call.name}: {self.description} · {state}]\n{cut}{shown}"
@@ -60,4 +58,6 @@ class ToolCallView:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """HTML text: also no newline, which would end the HTML block and start Markdown."""
+    flat = " ".join(text.splitlines())
+    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
