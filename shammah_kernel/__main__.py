@@ -1,17 +1,14 @@
 """`python -m shammah_kernel`: start the kernel (the kernelspec's command), or a subcommand.
 
-Subcommands: `install` (the kernelspec), `start` (JupyterLab on the getting-started notebook, or
-`--headless` to execute it), `bench` (the benchmark). Imports stay lazy: a kernel start must not
-pay for the subcommands.
+No arguments, or options only (the kernelspec's `-f CONNECTION_FILE`): the kernel. A first word
+is a subcommand of `cli`'s parser, which owns their list (`install`, `start`, `bench`,
+`export-examples`). Imports stay lazy: a kernel start must not pay for the subcommands.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-SUBCOMMANDS = ("install", "start", "bench")
-
 
 def launch_kernel() -> None:
     from .blas import reexec_with_openblas
@@ -29,7 +26,7 @@ def launch_kernel() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in SUBCOMMANDS:
+    if not args or args[0].startswith("-"):
         launch_kernel()
         return 0
     from .cli import run_subcommand

@@ -46,6 +46,9 @@ class Notice:
     """Something the user should know about this turn (dropped history, a model loading)."""
 
     text: str
+    transient: bool = (
+        False  # true while it holds (waiting for a model): gone once the answer starts
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from .commands import COMMANDS, claude_prompt, complete, is_command, run_command
 from .errors import ShammahError
 from .events import ToolCallProposed, TurnFailed, TurnFinished
 from .feedback_view import show_feedback
+from .markup import escape_text
 from .renderer import OutputSink, ReplyRenderer, markdown_bundle
 from .session import TurnHandle
 
@@ -129,7 +130,8 @@ class ShammahKernel(IPythonKernel):
             elif code.strip():
                 # Terminals (jupyter console) ignore display updates: they get plain text.
                 frontend = frontend_for(cell_id, allow_stdin)
-                renderer = ReplyRenderer(sink, plain=frontend is Frontend.TERMINAL)
+                plain, streaming = frontend is Frontend.TERMINAL, self.assistant.config.streaming
+                renderer = ReplyRenderer(sink, plain=plain, streaming=streaming)
                 approver = Approver(sink, frontend, self.raw_input)
                 forced = prompt is not None
                 if forced and not prompt:
@@ -150,6 +152,10 @@ class ShammahKernel(IPythonKernel):
                     return self._error(sink, count, "KeyboardInterrupt", message)
         except ShammahError as e:
             return self._error(sink, count, type(e).__name__, str(e))
+        except Exception as e:  # a bug of ours must not leave the cell at [*]: one line, and log
+            self.log.exception("Shammah failed on a cell")
+            message = f"Shammah failed: {type(e).__name__}: {e} (the kernel log has the details)"
+            return self._error(sink, count, "InternalError", message)
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
 
     def _show_status_once(self, sink: OutputSink, code: str) -> None:
@@ -175,7 +181,7 @@ class ShammahKernel(IPythonKernel):
     def _show_config_problems_once(self, sink: OutputSink) -> None:
         problems, self._unshown_problems = self._unshown_problems, []
         if problems:
-            lines = "\n".join(f"- {p}" for p in problems)
+            lines = "\n".join(f"- {escape_text(str(p))}" for p in problems)
             sink.display(markdown_bundle(f"**Settings problems** (defaults used):\n\n{lines}"))
 
     async def _stream(
