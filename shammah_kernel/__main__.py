@@ -1,7 +1,7 @@
 """`python -m shammah_kernel`: start the kernel (the kernelspec's command), or a subcommand.
 
 No arguments, or options only (the kernelspec's `-f CONNECTION_FILE`): the kernel. A first word
-is a subcommand of `cli`'s parser, which owns their list (`install`, `start`, `bench`,
+is a subcommand of `cli`'s parser, which owns their list (`install`, `start`,
 `export-examples`). Imports stay lazy: a kernel start must not pay for the subcommands.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 
 def launch_kernel() -> None:
     from .blas import reexec_with_openblas

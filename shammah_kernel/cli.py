@@ -1,13 +1,13 @@
-"""The command line: `install`, `start`, `bench`, `export-examples` (also the `shammah` script)."""
+"""The command line: `install`, `start`, `export-examples` (also the `shammah` script).
+
+The benchmarks are the repo's, not the package's: `python -m benchmarks` from a checkout.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-GETTING_STARTED = NOTEBOOKS / "01-getting-started.ipynb"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,16 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--prefix", help="into PREFIX/share/jupyter/kernels")
     start = sub.add_parser("start", help="JupyterLab with Shammah on the getting-started notebook")
     start.add_argument("--headless", action="store_true", help="execute the notebook, no Lab")
-    start.add_argument("--notebook", type=Path, default=GETTING_STARTED)
+    start.add_argument(
+        "--notebook", type=Path, help="default: a copy of the shipped getting-started notebook"
+    )
     start.add_argument("--output", type=Path, help="where the executed copy goes (headless)")
     start.add_argument("--port", type=int, default=8888)
-    bench = sub.add_parser(
-        "bench",
-        help="measure start, decode, first token, bootstrap and learning against references",
-    )
-    bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
-    bench.add_argument("--model", help="a local mlx-lm model folder (default: embedded model)")
-    bench.add_argument("--tokens", type=int, default=64, help="tokens to decode per measurement")
     export = sub.add_parser(
         "export-examples", help="write the training examples as mlx-lm chat JSONL with weights"
     )
@@ -49,11 +44,7 @@ def run_subcommand(argv: list[str]) -> int:
         from .launcher import start
 
         return start(args.notebook, headless=args.headless, output=args.output, port=args.port)
-    if args.command == "export-examples":
-        return _export_examples(args.path)
-    from .bench import run_bench
-
-    return run_bench(json_path=args.json, model=args.model, tokens=args.tokens)
+    return _export_examples(args.path)
 
 
 def _export_examples(path: Path) -> int:

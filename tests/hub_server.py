@@ -2,7 +2,8 @@
 
 It answers what `huggingface_hub` 2.4 asks while downloading: repo info, the recursive tree listing,
 and HEAD/GET (with Range) on `/{repo}/resolve/{revision}/{file}`. Tests can require a token and
-cut one transfer short once, to exercise the client's error and resume paths.
+cut one transfer short once, to exercise the client's error and resume paths; the benchmarks
+(`python -m benchmarks`) pace it so that a download takes a set time. The one copy for both.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 _INFO = re.compile(r"^/api/models/(?P<repo>.+?)(?:/(?P<kind>revision|tree)/(?P<rev>[^/]+))?$")
 _RESOLVE = re.compile(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 _PIECE = 8192
+_PACED_PIECE = 64 * 1024  # paced bodies of hundreds of MB: fewer, larger pieces
 
 
 @dataclass
@@ -34,12 +37,15 @@ class HubRepo:
     token: str | None = None
     xet: bool = False  # advertise Xet storage, as the real Hub does for most weights
     sha: str = field(init=False)
+    oids: dict[str, str] = field(init=False)  # per file, as the tree listing gives them
 
     def __post_init__(self) -> None:
+        # Hashed once: the benchmarks serve a model of hundreds of MB.
         digest = hashlib.sha1()
         for name in sorted(self.files):
             digest.update(name.encode() + b"\0" + self.files[name])
         self.sha = digest.hexdigest()
+        self.oids = {name: hashlib.sha1(data).hexdigest() for name, data in self.files.items()}
 
 
 @dataclass
@@ -52,6 +58,18 @@ class HubServer:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     _cut: tuple[str, int] | None = None
     drip: float = 0.0  # seconds between 8 KiB pieces of a file, to make a download take time
+    bytes_per_second: float = 0.0  # when set, every file body is paced to this rate
+    first_request: float | None = None  # perf_counter() of the first request
+    last_byte: float | None = None  # perf_counter() when a file body was last sent in full
+    stopping: threading.Event = field(default_factory=threading.Event)  # ends paced transfers
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(data) for repo in self.repos.values() for data in repo.files.values())
+
+    def pace(self, seconds: float) -> None:
+        """Pace transfers so that downloading every served file takes about `seconds`."""
+        self.bytes_per_second = max(self.total_bytes, 1) / seconds
 
     def add_repo(
         self,
@@ -83,6 +101,7 @@ class HubServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds a keep-alive connection may sit idle
     hub: HubServer  # set on the per-server subclass
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
@@ -96,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, *, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
+        if self.hub.first_request is None:
+            self.hub.first_request = time.perf_counter()
         self.hub.requests.append((self.command, path))
         if match := _INFO.match(path):
             self._info(match["repo"], match["kind"] or "revision", match["rev"] or "main")
@@ -121,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         entries = [
-            {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+            {"type": "file", "path": name, "size": len(data), "oid": repo.oids[name]}
             for name, data in sorted(repo.files.items())
         ]
         siblings = [{"rfilename": e["path"], "size": e["size"]} for e in entries]
@@ -160,12 +181,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         sent = data if cut is None else data[:cut]
-        for offset in range(0, len(sent), _PIECE):
-            self.wfile.write(sent[offset : offset + _PIECE])
-            if self.hub.drip:
-                time.sleep(self.hub.drip)
+        if not self._write_pieces(sent):
+            self.close_connection = True  # stopped, or the client went away mid-transfer
+            return
         if cut is not None:
             self.close_connection = True  # the client sees a body shorter than Content-Length
+        else:
+            self.hub.last_byte = time.perf_counter()
+
+    def _write_pieces(self, data: bytes) -> bool:
+        """Send `data` in pieces (dripped or paced); False when the transfer ended early."""
+        hub, began = self.hub, time.perf_counter()
+        piece = _PACED_PIECE if hub.bytes_per_second else _PIECE
+        for offset in range(0, len(data), piece):
+            try:
+                self.wfile.write(data[offset : offset + piece])
+            except OSError:  # a kernel shut down mid-download
+                return False
+            wait = hub.drip
+            if hub.bytes_per_second:
+                done = offset + piece
+                wait = max(began + done / hub.bytes_per_second - time.perf_counter(), 0)
+            if wait and hub.stopping.wait(wait):
+                return False
+        return True
 
     def _reply(
         self,
@@ -202,6 +241,11 @@ class _Server(ThreadingHTTPServer):
         self.connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A kernel shut down mid-download resets its connections: expected, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         for connection in list(self.connections):
             with suppress(OSError):
@@ -222,6 +266,7 @@ def serve_hub() -> Iterator[HubServer]:
     try:
         yield hub
     finally:
+        hub.stopping.set()  # paced transfers end at their next piece
         server.shutdown()
         server.close_connections()
         server.server_close()

@@ -1,20 +1,35 @@
-"""A small driver for a real Shammah kernel subprocess: run cells, collect outputs and replies."""
+"""A small driver for a real Shammah kernel subprocess: run cells, collect outputs and replies.
+
+The one kernel driver of the repo: the tests and `python -m benchmarks` both use it.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from queue import Empty
-from typing import Any
+from typing import IO, Any
 
 from jupyter_client.manager import KernelManager, start_new_kernel
+
+
+class KernelDied(RuntimeError):
+    """The kernel process ended while a cell was waited for; the message ends with its stderr."""
 
 
 @dataclass
 class CellRun:
     reply: dict[str, Any]
     messages: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # per message: seconds since the request
+
+    def timed(self) -> list[tuple[float, dict[str, Any]]]:
+        return list(zip(self.arrived, self.messages, strict=True))
 
     @property
     def status(self) -> str:
@@ -43,14 +58,41 @@ class CellRun:
 
 
 class KernelSession:
-    def __init__(self, manager: KernelManager, client: Any) -> None:
+    def __init__(self, manager: KernelManager, client: Any, log: IO[str] | None = None) -> None:
         self.manager = manager
         self.client = client
+        self.log = log  # the kernel's stderr, when start() captured it
 
     @classmethod
-    def start(cls) -> KernelSession:
-        manager, client = start_new_kernel(kernel_name="shammah", startup_timeout=60)
-        return cls(manager, client)
+    def start(
+        cls,
+        name: str = "shammah",
+        *,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 60,
+        capture_stderr: bool = False,
+    ) -> KernelSession:
+        """A kernel that has answered kernel_info. `env` replaces the environment it gets."""
+        options: dict[str, Any] = {} if env is None else {"env": dict(env)}
+        # Kept open for the session's life (closed in stop()), so a dead kernel's stderr shows.
+        log = tempfile.TemporaryFile("w+") if capture_stderr else None  # noqa: SIM115
+        if log is not None:
+            options |= {"stdout": subprocess.DEVNULL, "stderr": log}
+        try:
+            manager, client = start_new_kernel(
+                kernel_name=name, startup_timeout=startup_timeout, **options
+            )
+        except BaseException:
+            if log is not None:
+                log.close()
+            raise
+        return cls(manager, client, log)
+
+    def stderr_tail(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read()[-2000:]
 
     def execute(
         self,
@@ -72,6 +114,7 @@ class KernelSession:
             msg["metadata"]["cellId"] = uuid.uuid4().hex if cell_id == "auto" else cell_id
         self.client.shell_channel.send(msg)
         run = CellRun(reply={})
+        sent = time.perf_counter()
         deadline = time.monotonic() + timeout
         while True:
             self._answer_stdin(stdin_answers)  # an input request comes on its own channel
@@ -80,6 +123,9 @@ class KernelSession:
             except Empty:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no reply to {code!r} in {timeout} s") from None
+                if not self.manager.is_alive():
+                    died = f"the kernel died during {code!r}:\n{self.stderr_tail()}"
+                    raise KernelDied(died) from None
                 continue
             if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
                 continue
@@ -88,6 +134,7 @@ class KernelSession:
                     break
                 continue
             run.messages.append(m)
+            run.arrived.append(time.perf_counter() - sent)
             if react is not None:
                 react(self, m)
             if interrupt_when is not None and interrupt_when(run):
@@ -130,3 +177,15 @@ class KernelSession:
     def stop(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
+        if self.log is not None:
+            self.log.close()
+
+
+@contextmanager
+def running_kernel(name: str = "shammah", **start: Any) -> Iterator[KernelSession]:
+    """`KernelSession.start(name, **start)` for the `with` block; always shut down."""
+    session = KernelSession.start(name, **start)
+    try:
+        yield session
+    finally:
+        session.stop()

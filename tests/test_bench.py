@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shammah_kernel.bench import run_bench
+from benchmarks.core import run_bench
 
 
 def test_bench_measures_startup_decode_ttft_download_select_and_learning(

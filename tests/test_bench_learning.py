@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shammah_kernel.bench import Comparison, run_direct
-from shammah_kernel.bench_learning import (
+from benchmarks.core import BenchError, Comparison, run_direct
+from benchmarks.learning import (
     _APPLY_CODE,
     EXAMPLES,
     Figures,
@@ -19,7 +19,6 @@ from shammah_kernel.bench_learning import (
     train_both,
     training_comparison,
 )
-from shammah_kernel.errors import BenchError
 
 LORA = {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj"]}
 

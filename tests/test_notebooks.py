@@ -10,7 +10,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from shammah_kernel.launcher import SHIPPED_NOTEBOOK
+
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "01-getting-started.ipynb"
+
+
+def test_the_shipped_notebook_is_the_committed_one() -> None:
+    # One notebook: the package data (what `start` opens from a wheel) is notebooks/'s file.
+    assert SHIPPED_NOTEBOOK.read_bytes() == NOTEBOOK.read_bytes()
 
 
 @pytest.mark.real_model

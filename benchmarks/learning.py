@@ -24,8 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
 
-from .bench import Comparison, run_direct
-from .errors import BenchError
+from .core import BenchError, Comparison, run_direct
 
 # Fewer than 5 examples hold none out for validation: both trainers train on all four at every
 # step, and neither validates. Rows stay under 64 tokens on SmolLM2, one padded width each side.
@@ -45,9 +44,9 @@ APPLY_RUNS = 10
 RELOAD_RUNS = 3
 SEED = 0
 ADAPTER_CONFIG = "adapter_config.json"  # the file mlx-lm's trainer and Shammah's both write
-_SHAMMAH_CODE = "from shammah_kernel.bench_learning import shammah_training_main as m; m()"
-_REFERENCE_CODE = "from shammah_kernel.bench_learning import reference_training_main as m; m()"
-_APPLY_CODE = "from shammah_kernel.bench_learning import adapter_apply_main as m; m()"
+_SHAMMAH_CODE = "from benchmarks.learning import shammah_training_main as m; m()"
+_REFERENCE_CODE = "from benchmarks.learning import reference_training_main as m; m()"
+_APPLY_CODE = "from benchmarks.learning import adapter_apply_main as m; m()"
 
 Figures = dict[str, Any]  # what one run printed as JSON
 
@@ -184,11 +183,16 @@ def shammah_training_main() -> None:
     """
     from mlx_lm import load
 
-    from .blas import openblas_loaded
-    from .config import LoraSettings
-    from .events import Message, Role
-    from .training import MAX_SEQ_LENGTH, TrainingProgress, train_adapter
-    from .training_data import TrainingExample, iterate_weighted_batches, split_validation, tokenize
+    from shammah_kernel.blas import openblas_loaded
+    from shammah_kernel.config import LoraSettings
+    from shammah_kernel.events import Message, Role
+    from shammah_kernel.training import MAX_SEQ_LENGTH, TrainingProgress, train_adapter
+    from shammah_kernel.training_data import (
+        TrainingExample,
+        iterate_weighted_batches,
+        split_validation,
+        tokenize,
+    )
 
     model_dir, data_dir, adapter_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     model, tokenizer = load(model_dir)[:2]
@@ -248,7 +252,7 @@ def reference_training_main() -> None:
     from mlx_lm import lora
     from mlx_lm.tuner.callbacks import TrainingCallback
 
-    from .blas import openblas_loaded
+    from shammah_kernel.blas import openblas_loaded
 
     class Recorder(TrainingCallback):
         def __init__(self) -> None:
@@ -271,7 +275,7 @@ def adapter_apply_main() -> None:
     import mlx.core as mx
     from mlx_lm import load
 
-    from .blas import openblas_loaded
+    from shammah_kernel.blas import openblas_loaded
 
     model_dir, apply_runs, reload_runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     adapters = [Path(path) for path in sys.argv[4:6]]
@@ -299,7 +303,7 @@ def _timed_apply(model: Any, adapter_dir: Path, model_dir: str) -> tuple[float, 
     """Seconds `apply_adapter` took, and a fingerprint of the LoRA weights it left on the model."""
     import mlx.core as mx
 
-    from .adapters import apply_adapter, lora_modules
+    from shammah_kernel.adapters import apply_adapter, lora_modules
 
     start = time.perf_counter()
     apply_adapter(model, adapter_dir, base_model=model_dir)  # evaluates the new weights

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bench import Comparison, run_direct
+from .core import Comparison, run_direct
 
 TURNS = 5  # per side, after one warm-up turn
 EXAMPLES = 12  # enough rows for batches of two and steps of a steady size
-_CODE = "from shammah_kernel.bench_chat_training import chat_during_training_main as m; m()"
+_CODE = "from benchmarks.chat_training import chat_during_training_main as m; m()"
 
 
 def measure_chat_during_training(model_dir: Path, turns: int = TURNS) -> Comparison:
@@ -47,15 +47,15 @@ def chat_during_training_main() -> None:
     """Child process: prints {idle_seconds, training_seconds, step_seconds, ...} as JSON."""
     import json
 
-    from .adapter_library import AdapterLibrary
-    from .blas import openblas_loaded
-    from .config import LoraSettings
-    from .events import GenerationOptions, Message, Role, TrainingState
-    from .learning import Learner
-    from .mlx_backend import MlxBackend
-    from .session import DEFAULT_SYSTEM_PROMPT
-    from .store import ExampleStore
-    from .worker import ModelWorker
+    from shammah_kernel.adapter_library import AdapterLibrary
+    from shammah_kernel.blas import openblas_loaded
+    from shammah_kernel.config import LoraSettings
+    from shammah_kernel.events import GenerationOptions, Message, Role, TrainingState
+    from shammah_kernel.learning import Learner
+    from shammah_kernel.mlx_backend import MlxBackend
+    from shammah_kernel.session import DEFAULT_SYSTEM_PROMPT
+    from shammah_kernel.store import ExampleStore
+    from shammah_kernel.worker import ModelWorker
 
     model_dir, turns = Path(sys.argv[1]), int(sys.argv[2])
     root = Path(tempfile.mkdtemp(prefix="shammah-bench-training-"))
@@ -72,7 +72,7 @@ def chat_during_training_main() -> None:
     prompt = DEFAULT_SYSTEM_PROMPT
     learner = Learner(worker, lambda: store, library, settings, prompt, replay_questions=())
     step_times: list[float] = []
-    learner.add_listener(lambda s: step_times.append(time.perf_counter()) if s.iteration else None)
+    learner.subscribe(lambda s: step_times.append(time.perf_counter()) if s.iteration else None)
     options = GenerationOptions(max_tokens=4, temperature=0.0)
 
     def first_token_seconds(i: int) -> float:

@@ -1,13 +1,11 @@
 """Bench measures of the bootstrap: a kernel that answers while its model downloads, and a switch.
 
-The download comes from a hub look-alike on 127.0.0.1 that serves the bench's model folder as one
-repo, paced so that the whole download takes a set time. It answers what huggingface_hub 2.4 asks:
-repo info, the tree listing, and HEAD/GET (with Range) on `/{repo}/resolve/{revision}/{file}`.
+The download comes from the tests' Hub look-alike on 127.0.0.1 (tests/hub_server.py), serving the
+bench's model folder as one repo, paced so that the whole download takes a set time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,20 +13,22 @@ import shlex
 import shutil
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from .bench import (
+from shammah_kernel.blas import openblas_loaded
+from shammah_kernel.model_choice import MODEL_VARIABLE
+from tests.hub_server import HubServer, serve_hub
+from tests.kernel_client import KernelSession
+
+from .core import (
     TIMEOUT,
     TURNS,
-    BenchKernel,
+    BenchError,
     Comparison,
     execute,
     first_turn_prompt,
@@ -36,16 +36,10 @@ from .bench import (
     running_kernel,
     turn_timing,
 )
-from .blas import openblas_loaded
-from .errors import BenchError
-from .model_choice import MODEL_VARIABLE
 
 REPO = "bench/model"
 SELECT_POLL = 0.05  # seconds between `/model status` polls while the switch loads
-_INFO = re.compile(r"^/api/models/(?P<repo>.+?)(?:/(?P<kind>revision|tree)/(?P<rev>[^/]+))?$")
-_RESOLVE = re.compile(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 _ROW = re.compile(r"^\| (\w[\w ]*) \| (.*) \|$", re.MULTILINE)
-_PIECE = 64 * 1024
 # Settings of the bench's own shell that would keep a kernel from using the local hub.
 _HUB_VARIABLES = ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")
 # The download measures: which figure of a start each compares, and its label.
@@ -53,147 +47,20 @@ _START_MEASURES = {
     "download_start": ("kernel_info", "kernel start to kernel_info_reply, model downloading"),
     "download_first_cell": ("first_cell", "kernel start to first cell answered, model downloading"),
 }
-_DIRECT_SELECT_CODE = "from shammah_kernel.bench_bootstrap import direct_select_main as m; m()"
-
-
-@dataclass(frozen=True, slots=True)
-class _ServedFile:
-    path: Path
-    size: int
-    etag: str  # opaque: huggingface_hub names the cached blob after it
-
-
-@dataclass
-class LocalHub:
-    """One model folder served as `repo_id`; every transfer paced to `bytes_per_second`."""
-
-    url: str
-    repo_id: str
-    files: dict[str, _ServedFile]
-    bytes_per_second: float
-    sha: str = ""
-    stopping: threading.Event = field(default_factory=threading.Event)
-    first_request: float | None = None  # perf_counter() of the first request
-    last_byte: float | None = None  # when the last file body was sent in full
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files.values())
-
-
-class _HubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a keep-alive connection may sit idle
-    hub: LocalHub  # set on the per-server subclass
-
-    def log_message(self, format: str, *args: object) -> None:  # keep the table clean
-        pass
-
-    def do_HEAD(self) -> None:
-        self._dispatch(head=True)
-
-    def do_GET(self) -> None:
-        self._dispatch(head=False)
-
-    def _dispatch(self, *, head: bool) -> None:
-        hub, path = self.hub, unquote(urlsplit(self.path).path)
-        if hub.first_request is None:
-            hub.first_request = time.perf_counter()
-        info, resolve = _INFO.match(path), _RESOLVE.match(path)
-        if info and info["repo"] == hub.repo_id:
-            self._info(info["kind"] or "revision")
-        elif resolve and resolve["repo"] == hub.repo_id and resolve["file"] in hub.files:
-            self._file(hub.files[resolve["file"]], head=head)
-        else:
-            self._headers(404, 9, {"X-Error-Code": "EntryNotFound"})
-            self.wfile.write(b"not found")
-
-    def _info(self, kind: str) -> None:
-        hub = self.hub
-        entries = [
-            {"type": "file", "path": name, "size": f.size, "oid": f.etag}
-            for name, f in sorted(hub.files.items())
-        ]
-        siblings = [{"rfilename": e["path"], "size": e["size"]} for e in entries]
-        info = {"id": hub.repo_id, "sha": hub.sha, "private": False, "siblings": siblings}
-        body = json.dumps(info if kind == "revision" else entries).encode()
-        self._headers(200, len(body), {"Content-Type": "application/json"})
-        self.wfile.write(body)
-
-    def _file(self, served: _ServedFile, *, head: bool) -> None:
-        headers = {"X-Repo-Commit": self.hub.sha, "ETag": f'"{served.etag}"'}
-        headers["Accept-Ranges"] = "bytes"
-        requested = self.headers.get("Range")
-        start = int(requested.removeprefix("bytes=").split("-")[0]) if requested else 0
-        if head or not requested:
-            self._headers(200, served.size, headers)
-        else:
-            headers["Content-Range"] = f"bytes {start}-{served.size - 1}/{served.size}"
-            self._headers(206, served.size - start, headers)
-        if not head:
-            self._send_paced(served.path, start)
-
-    def _headers(self, status: int, length: int, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for key, value in {**headers, "Content-Length": str(length)}.items():
-            self.send_header(key, value)
-        self.end_headers()
-
-    def _send_paced(self, path: Path, start: int) -> None:
-        hub, began, sent = self.hub, time.perf_counter(), 0
-        with path.open("rb") as source:
-            source.seek(start)
-            while piece := source.read(_PIECE):
-                try:
-                    self.wfile.write(piece)
-                except OSError:  # the kernel was shut down mid-transfer
-                    self.close_connection = True
-                    return
-                sent += len(piece)
-                if hub.stopping.wait(
-                    max(began + sent / hub.bytes_per_second - time.perf_counter(), 0)
-                ):
-                    self.close_connection = True
-                    return
-        hub.last_byte = time.perf_counter()
-
-
-class _HubServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A kernel shut down mid-download resets its connections: expected, not worth a traceback.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
+_DIRECT_SELECT_CODE = "from benchmarks.bootstrap import direct_select_main as m; m()"
 
 
 @contextmanager
-def serve_model(folder: Path, *, seconds: float, repo_id: str = REPO) -> Iterator[LocalHub]:
-    """Serve `folder` as `repo_id` on a free port of 127.0.0.1 for the `with` block."""
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        name = path.relative_to(folder).as_posix()
-        etag = hashlib.sha1(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-        files[name] = _ServedFile(path, stat.st_size, etag)
-    hub = LocalHub("", repo_id, files, bytes_per_second=1.0)
-    hub.bytes_per_second = max(hub.total_bytes, 1) / seconds
-    hub.sha = hashlib.sha1("".join(f.etag for f in files.values()).encode()).hexdigest()
-    server = _HubServer(("127.0.0.1", 0), type("Handler", (_HubHandler,), {"hub": hub}))
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="bench-hub")
-    thread.start()
-    try:
+def serve_model(folder: Path, *, seconds: float) -> Iterator[HubServer]:
+    """Serve `folder` as `REPO` on a free port of 127.0.0.1, its download paced to `seconds`."""
+    with serve_hub() as hub:
+        hub.add_repo(REPO, folder)
+        hub.pace(seconds)
         yield hub
-    finally:
-        hub.stopping.set()  # paced transfers end at their next piece
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
-def _hub_environment(hub: LocalHub, hf_home: Path) -> dict[str, str]:
-    """A kernel's environment: its model is `hub.repo_id`, fetched from `hub` into `hf_home`."""
+def _hub_environment(hub: HubServer, hf_home: Path) -> dict[str, str]:
+    """A kernel's environment: its model is `REPO`, fetched from `hub` into `hf_home`."""
     env = {k: v for k, v in os.environ.items() if k not in _HUB_VARIABLES}
     no_proxy = ",".join(p for p in (env.get("NO_PROXY", ""), "127.0.0.1") if p)
     return env | {
@@ -201,11 +68,11 @@ def _hub_environment(hub: LocalHub, hf_home: Path) -> dict[str, str]:
         "HF_HOME": str(hf_home),
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "NO_PROXY": no_proxy,
-        MODEL_VARIABLE: hub.repo_id,
+        MODEL_VARIABLE: REPO,
     }
 
 
-def _model_status(kernel: BenchKernel) -> dict[str, str]:
+def _model_status(kernel: KernelSession) -> dict[str, str]:
     """The rows of `/model status` (model, state, ...) as the kernel shows them now."""
     for _, message in execute(kernel, "/model status"):
         rows = dict(_ROW.findall(message["content"].get("data", {}).get("text/plain", "")))
@@ -215,7 +82,7 @@ def _model_status(kernel: BenchKernel) -> dict[str, str]:
 
 
 def _wait_for_status(
-    kernel: BenchKernel, done: Callable[[dict[str, str]], bool], *, interval: float
+    kernel: KernelSession, done: Callable[[dict[str, str]], bool], *, interval: float
 ) -> tuple[dict[str, str], int]:
     """Poll `/model status` until `done(rows)`; the last rows and the number of polls."""
     deadline, polls = time.perf_counter() + TIMEOUT, 0
@@ -236,7 +103,9 @@ class _Start:
     state: str  # the model's state once its worker had begun
 
 
-def _time_start(hub: LocalHub, hf_home: Path, *, downloading: bool, finish: bool = False) -> _Start:
+def _time_start(
+    hub: HubServer, hf_home: Path, *, downloading: bool, finish: bool = False
+) -> _Start:
     """Start a kernel and run a first cell; with `finish`, then wait until the model is ready."""
     start = time.perf_counter()
     with running_kernel("shammah", _hub_environment(hub, hf_home)) as kernel:
@@ -332,7 +201,7 @@ def measure_model_select(model_dir: Path, root: Path, runs: int) -> Comparison:
     return Comparison(label, "s", shammah, reference, name, 1.2, True, details)
 
 
-def _time_switch(kernel: BenchKernel, model: Path) -> _Switch:
+def _time_switch(kernel: KernelSession, model: Path) -> _Switch:
     start = time.perf_counter()
     execute(kernel, f"/model select {shlex.quote(str(model))}")
 

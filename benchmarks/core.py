@@ -1,40 +1,37 @@
-"""`python -m shammah_kernel bench`: kernel start, decode speed and time to first token.
+"""`python -m benchmarks`: kernel start, decode speed and time to first token.
 
 Each figure is a ratio against a reference measured in the same run (a plain ipykernel, mlx-lm
 called directly, the conversation's first turn), so a slow or busy machine moves both sides.
 The kernels run under a temporary Shammah home and temporary Jupyter dirs; only the embedded
 model's converted folder comes from the real Shammah home, as the cache it is meant to be.
 The bootstrap measures (a start while the model downloads, `/model select`) are in
-`bench_bootstrap`, which builds on this module's kernel driver; the learning measures (LoRA
-training against `mlx_lm.lora`, applying an adapter against a reload) are in `bench_learning`.
+`bootstrap`, on the repo's Hub look-alike (tests/hub_server.py); the learning measures (LoRA
+training against `mlx_lm.lora`, applying an adapter against a reload) are in `learning`. Kernels
+are driven by the tests' driver, tests/kernel_client.py: one copy of each for tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager
-
-from .blas import openblas_loaded, preload_environment
-from .errors import BenchError, ShammahError
-from .model_choice import MODEL_VARIABLE
-from .session import DEFAULT_SYSTEM_PROMPT
+from shammah_kernel.blas import openblas_loaded, preload_environment
+from shammah_kernel.errors import ShammahError
+from shammah_kernel.model_choice import MODEL_VARIABLE
+from shammah_kernel.session import DEFAULT_SYSTEM_PROMPT
+from tests.kernel_client import KernelDied, KernelSession
 
 STARTUP_RUNS = 5
 DOWNLOAD_SECONDS = 6.0  # how long the local hub takes to serve the model, whatever its size
@@ -52,7 +49,12 @@ Return a generator instead of a list.
 Log how many rows were read.
 Show the final version in one code block.""".splitlines()
 _FOOTER = re.compile(r"(\d+) tokens · ([\d.]+) tok/s")
-_DIRECT_CODE = "from shammah_kernel.bench import direct_decode_main as main; main()"
+_DIRECT_CODE = "from benchmarks.core import direct_decode_main as main; main()"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # holds benchmarks/ and tests/
+
+
+class BenchError(Exception):
+    """A measure could not be taken; the message says which and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +115,10 @@ def run_bench(
 
     `download_seconds` paces the local hub's download of the model (the tests make it short).
     """
-    # Imported here: bench_bootstrap and bench_learning import this module.
-    from .bench_bootstrap import measure_download_start, measure_model_select
-    from .bench_chat_training import measure_chat_during_training
-    from .bench_learning import measure_learning
+    # Imported here: bootstrap and learning import this module.
+    from .bootstrap import measure_download_start, measure_model_select
+    from .chat_training import measure_chat_during_training
+    from .learning import measure_learning
 
     try:
         if tokens < 2:
@@ -136,7 +138,7 @@ def run_bench(
                 **measure_learning(model_dir, Path(tmp) / "learning"),
                 "chat_during_training": measure_chat_during_training(model_dir),
             }
-    except ShammahError as e:
+    except (BenchError, ShammahError) as e:
         print(f"The benchmark failed: {e}", file=sys.stderr)
         return 1
     runs = f"{startup_runs} runs of each start and switch"
@@ -153,8 +155,8 @@ def run_bench(
 def _model_folder(model: str | None) -> Path:
     if model is None:
         # The embedded model's conversion is a cache the user keeps: reuse the real one.
-        from .config import models_dir
-        from .embedded import ensure_embedded_model
+        from shammah_kernel.config import models_dir
+        from shammah_kernel.embedded import ensure_embedded_model
 
         return ensure_embedded_model(models_dir(), progress=print)
     folder = Path(model).expanduser().resolve()
@@ -191,7 +193,7 @@ def _isolated_environment(root: Path, model_dir: Path, tokens: int) -> Iterator[
     try:
         from ipykernel.kernelspec import install as install_python3
 
-        from .kernelspec import install as install_shammah
+        from shammah_kernel.kernelspec import install as install_shammah
 
         install_shammah(user=True)
         install_python3(user=True)
@@ -201,51 +203,17 @@ def _isolated_environment(root: Path, model_dir: Path, tokens: int) -> Iterator[
         os.environ.update(saved)
 
 
-@dataclass(frozen=True, slots=True)
-class BenchKernel:
-    """A kernel the bench started: its manager, a client with channels open, its stderr."""
-
-    manager: KernelManager
-    client: BlockingKernelClient
-    log: IO[str]  # the kernel's stderr, shown if it dies
-
-    def receive(self, get: Callable[..., Any], timeout: float = 1.0) -> dict[str, Any] | None:
-        """The next message `get` (a channel's get_*_msg) returns, or None after `timeout` s."""
-        try:
-            return dict(get(timeout=timeout))
-        except queue.Empty:
-            if self.manager.is_alive():
-                return None
-        self.log.seek(0)
-        raise BenchError(f"the {self.manager.kernel_name} kernel died:\n{self.log.read()[-2000:]}")
-
-
 @contextmanager
-def running_kernel(name: str, env: Mapping[str, str] | None = None) -> Iterator[BenchKernel]:
+def running_kernel(name: str, env: Mapping[str, str] | None = None) -> Iterator[KernelSession]:
     """A kernel that has answered kernel_info; killed on exit. `env` replaces os.environ."""
-    with tempfile.TemporaryFile("w+") as log:
-        manager = KernelManager(kernel_name=name)
-        environment = {} if env is None else {"env": dict(env)}
-        manager.start_kernel(stdout=subprocess.DEVNULL, stderr=log, **environment)
-        kernel = BenchKernel(manager, manager.blocking_client(), log)
-        kernel.client.start_channels()
-        try:
-            _await_kernel_info(kernel)
-            yield kernel
-        finally:
-            kernel.client.stop_channels()
-            manager.shutdown_kernel(now=True)
-
-
-def _await_kernel_info(kernel: BenchKernel) -> None:
-    sent: set[str] = set()
-    deadline = time.perf_counter() + TIMEOUT
-    while time.perf_counter() < deadline:
-        sent.add(kernel.client.kernel_info())  # resent each second, like wait_for_ready
-        reply = kernel.receive(kernel.client.get_shell_msg)
-        if reply is not None and reply["parent_header"].get("msg_id") in sent:
-            return
-    raise BenchError(f"the {kernel.manager.kernel_name} kernel did not start in {TIMEOUT:.0f} s")
+    try:
+        session = KernelSession.start(name, env=env, startup_timeout=TIMEOUT, capture_stderr=True)
+    except RuntimeError as e:  # jupyter_client's "Kernel didn't respond in N seconds"
+        raise BenchError(f"the {name} kernel did not start: {e}") from None
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 def _time_kernel_start(name: str) -> float:
@@ -298,6 +266,8 @@ def run_direct(code: str, *args: str, name: str = "direct mlx-lm run") -> dict[s
     `code` prints its figures as one JSON object on its last line.
     """
     env = preload_environment(dict(os.environ)) or dict(os.environ)
+    # `code` imports benchmarks: the run finds it whatever its working folder.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     argv = [sys.executable, "-c", code, *args]
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -345,27 +315,17 @@ def _conversation() -> list[TurnTiming]:
         return [turn_timing(execute(kernel, text)) for text in TURNS]
 
 
-def execute(kernel: BenchKernel, code: str) -> list[tuple[float, dict[str, Any]]]:
+def execute(kernel: KernelSession, code: str) -> list[tuple[float, dict[str, Any]]]:
     """Run one cell; its iopub messages, each with the seconds since the request was sent."""
-    content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
-    request = kernel.client.session.msg("execute_request", content)
-    request["metadata"]["cellId"] = uuid.uuid4().hex  # as a notebook sends it: Markdown updates
-    start = time.perf_counter()
-    kernel.client.shell_channel.send(request)
-    received: list[tuple[float, dict[str, Any]]] = []
-    while time.perf_counter() - start < TIMEOUT:
-        message = kernel.receive(kernel.client.get_iopub_msg)
-        elapsed = time.perf_counter() - start
-        if message is None or message["parent_header"].get("msg_id") != request["header"]["msg_id"]:
-            continue
-        if message["msg_type"] == "error":
-            raise BenchError(f"the cell {code!r} failed: {message['content']['evalue']}")
-        if message["msg_type"] == "status":
-            if message["content"]["execution_state"] == "idle":
-                return received
-            continue
-        received.append((elapsed, message))
-    raise BenchError(f"the cell {code!r} did not finish in {TIMEOUT:.0f} s")
+    try:
+        run = kernel.execute(code, timeout=TIMEOUT)  # a cell id, as a notebook sends it
+    except TimeoutError:
+        raise BenchError(f"the cell {code!r} did not finish in {TIMEOUT:.0f} s") from None
+    except KernelDied as e:
+        raise BenchError(str(e)) from None
+    for error in run.of_type("error"):
+        raise BenchError(f"the cell {code!r} failed: {error['content']['evalue']}")
+    return run.timed()
 
 
 def turn_timing(messages: list[tuple[float, dict[str, Any]]]) -> TurnTiming:
