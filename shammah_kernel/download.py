@@ -3,19 +3,30 @@
 Files are fetched one at a time with `hf_hub_download`, so progress can name the current file and
 cancellation takes effect at the next received chunk; a final `snapshot_download` records the tree
 listing that lets `find_cached` tell a complete snapshot from a partial one, offline.
+
+The transfers run in a child Python process (`python -m shammah_kernel.download`): they need
+huggingface_hub settings that exist only as process-wide constants (a smaller chunk, no Xet), and
+the magics load Shammah into the user's own process, whose libraries must stay as they were.
+The child prints one JSON line per event and, after a new file or chunk, waits for the parent's
+"go" or "stop" on its stdin: a cancel lands at the next chunk, as it would in this process.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_download, scan_cache_dir, snapshot_download
@@ -31,7 +42,6 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import filter_repo_objects
-from huggingface_hub.utils import logging as hf_logging
 
 from shammah_kernel.errors import DownloadError
 
@@ -106,12 +116,6 @@ def download_model(
     huggingface_hub, up to 5 times). The token comes from HF_TOKEN or `hf auth login`.
     Raises `DownloadError` whose `reason` is a `DownloadFailure`.
     """
-    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
-    # Plain HTTP even for Xet-stored files: hf_xet 1.8 logs and drops exceptions raised in progress
-    # callbacks, so a cancel would only land after the current (maybe multi-GB) file.
-    constants.HF_HUB_DISABLE_XET = True
-    # Its retry warnings would print into whichever notebook cell ran last; progress says enough.
-    hf_logging.set_verbosity_error()
     meter = _Meter(repo_id, progress, cancel or threading.Event())
     try:
         return _download(repo_id, revision, meter, endpoint, cache_dir)
@@ -169,18 +173,10 @@ def _download(
     missing = [f for f in files if not (snapshot / resolved.resolved / f.path).exists()]
     _check_disk_space(repo_id, root, sum(f.size for f in missing))
     meter.total = sum(f.size for f in files)
-    bar = cast("type[tqdm]", meter.bar_class())
-    for file in files:
-        meter.start_file(file.path)
-        hf_hub_download(
-            repo_id,
-            file.path,
-            revision=resolved.resolved,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            tqdm_class=bar,
-        )
-        meter.finish_file(file.size)
+    listed = [(f.path, f.size) for f in files]
+    chunk = min(constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
+    job = _Job(repo_id, resolved.resolved, listed, endpoint, cache_dir, chunk)
+    _transfer_in_child(job, meter)
     # All files are cached now: this only lists the tree and records it next to the snapshot.
     folder = snapshot_download(
         repo_id,
@@ -217,6 +213,149 @@ def _check_disk_space(repo_id: str, root: Path, needed: int) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What the child fetches: files (path, size) of one commit."""
+
+    repo_id: str
+    commit: str
+    files: list[tuple[str, int]]
+    endpoint: str | None
+    cache_dir: Path | None
+    chunk_bytes: int  # set as huggingface_hub's chunk size in the child only
+
+    def to_json(self) -> str:
+        cache = None if self.cache_dir is None else str(self.cache_dir)
+        fields = [self.repo_id, self.commit, self.files, self.endpoint, cache, self.chunk_bytes]
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> _Job:
+        repo_id, commit, files, endpoint, cache, chunk_bytes = json.loads(text)
+        files = [(str(name), int(size)) for name, size in files]
+        cache_dir = None if cache is None else Path(cache)
+        return cls(repo_id, commit, files, endpoint, cache_dir, int(chunk_bytes))
+
+
+def _child_environment() -> dict[str, str]:
+    # Plain HTTP even for Xet-stored files: hf_xet 1.8 logs and drops exceptions raised in progress
+    # callbacks, so a cancel would only land after the current (maybe multi-GB) file.
+    return {**os.environ, "HF_HUB_DISABLE_XET": "1"}
+
+
+def _transfer_in_child(job: _Job, meter: _Meter) -> None:
+    """Fetch the job's files in a child process, feeding its progress lines to `meter`."""
+    meter.raise_if_cancelled()
+    command = [sys.executable, "-m", "shammah_kernel.download", job.to_json()]
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=_child_environment(),
+            text=True,
+        ) as child,
+    ):
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            ended = _follow(child.stdout, child.stdin, meter)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        if isinstance(ended, DownloadError):
+            raise ended
+        if not ended:  # it died without a word: its last stderr line says why
+            errors.seek(0)
+            lines = errors.read().decode(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else f"exit status {child.returncode}"
+            raise DownloadError(f"cannot download {job.repo_id}: {last}", DownloadFailure.OTHER)
+
+
+def _follow(lines: IO[str], answers: IO[str], meter: _Meter) -> bool | DownloadError:
+    """Apply the child's events: True when it finished, its error when it failed, False when it
+    ended without saying either."""
+    for line in lines:
+        try:
+            event, *values = json.loads(line)
+        except ValueError:  # not ours: a library printed something
+            continue
+        if event in ("file", "bytes"):
+            if event == "file":
+                meter.start_file(values[0])
+            else:
+                meter.add(int(values[0]))
+            _answer(answers, "stop" if meter.cancelled else "go")
+        elif event == "done":
+            meter.finish_file(int(values[0]))
+        elif event == "ok":
+            return True
+        elif event == "error":
+            reason = DownloadFailure(values[1])
+            if reason is DownloadFailure.CANCELLED:
+                return DownloadCancelled(meter.repo_id)
+            return DownloadError(str(values[0]), reason)
+    return False
+
+
+def _answer(answers: IO[str], word: str) -> None:
+    try:
+        answers.write(word + "\n")
+        answers.flush()
+    except OSError:  # it has just ended: its last line says how
+        pass
+
+
+def _child_main(argv: list[str]) -> None:
+    """The child: fetch the files, one JSON line per event on stdout."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    job = _Job.from_json(argv[0])
+    constants.DOWNLOAD_CHUNK_SIZE = job.chunk_bytes  # this process is ours alone
+    # Its retry warnings would only reach our stderr; the progress says enough.
+    hf_logging.set_verbosity_error()
+    try:
+        _fetch(job)
+    except DownloadError as error:
+        _say("error", str(error), str(error.reason))
+    except _HUB_ERRORS as error:
+        failed = _download_error(error, job.repo_id, job.endpoint or constants.ENDPOINT)
+        _say("error", str(failed), str(failed.reason))
+    else:
+        _say("ok")
+
+
+def _fetch(job: _Job) -> None:
+    def go_on(event: str, value: object) -> None:
+        """Say `event`; raise (inside huggingface_hub: it deletes the partial file) on "stop"."""
+        _say(event, value)
+        if sys.stdin.readline().strip() != "go":  # "stop", or the parent is gone
+            raise DownloadCancelled(job.repo_id)
+
+    class _ChildBar(_SilentBar):
+        def update(self, n: float | None = 1) -> None:
+            go_on("bytes", int(n or 0))
+
+    for name, size in job.files:
+        go_on("file", name)
+        hf_hub_download(
+            job.repo_id,
+            name,
+            revision=job.commit,
+            cache_dir=job.cache_dir,
+            endpoint=job.endpoint,
+            tqdm_class=cast("type[tqdm]", _ChildBar),
+        )
+        _say("done", size)
+
+
+def _say(event: str, *values: object) -> None:
+    sys.stdout.write(json.dumps([event, *values]) + "\n")
+    sys.stdout.flush()
+
+
 class _Meter:
     """Adds up bytes over the files of one download and reports a few times a second."""
 
@@ -235,14 +374,16 @@ class _Meter:
         if self._cancel.is_set():
             raise DownloadCancelled(self.repo_id)
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
     def start_file(self, name: str) -> None:
-        self.raise_if_cancelled()
         with self._lock:
             self._file, self._file_start = name, self._done
         self.report(force=self._last_report is None)
 
     def add(self, received: int) -> None:
-        self.raise_if_cancelled()
         with self._lock:
             self._done += received
             self._fetched += received
@@ -252,15 +393,6 @@ class _Meter:
         with self._lock:  # a cached file reports no bytes
             self._done = self._file_start + size
         self.report()
-
-    def bar_class(self) -> type[_SilentBar]:
-        meter = self
-
-        class _MeteredBar(_SilentBar):
-            def update(self, n: float | None = 1) -> None:
-                meter.add(int(n or 0))
-
-        return _MeteredBar
 
     def report(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -335,3 +467,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
             return
         yield current
         current = current.__cause__ or current.__context__
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

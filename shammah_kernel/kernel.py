@@ -8,11 +8,12 @@ commands and the renderer. It subclasses IPythonKernel because only that class h
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipykernel.ipkernel import IPythonKernel
 from traitlets import Float
@@ -27,6 +28,9 @@ from .feedback_view import show_feedback
 from .markup import escape_text
 from .renderer import OutputSink, ReplyRenderer, markdown_bundle
 from .session import TurnHandle
+
+if TYPE_CHECKING:
+    from .widgets.status import StatusCards
 
 RED, RESET = "\x1b[31m", "\x1b[0m"
 
@@ -85,6 +89,9 @@ class ShammahKernel(IPythonKernel):
             self.log.warning("%s", problem)
         self._unshown_problems = list(self.assistant.problems)
         self._status_shown = False
+        self._status_cards: StatusCards | None = None  # made on first use: widgets load late
+        self._runs = itertools.count()
+        self._run = 0  # tells one execution of a cell from the next: one status card each
 
     @property
     def kernel_info(self) -> dict[str, Any]:
@@ -113,6 +120,7 @@ class ShammahKernel(IPythonKernel):
     ) -> dict[str, Any]:
         assert self.shell is not None
         count = self.shell.execution_count
+        self._run = next(self._runs)
         if store_history and not silent:
             self.shell.execution_count += 1
         self._allow_stdin = allow_stdin  # our execute path, not IPython's, so set it here
@@ -120,13 +128,13 @@ class ShammahKernel(IPythonKernel):
         self._show_config_problems_once(sink)
         try:
             self.assistant.start()
-            self._show_status_once(sink, code)
+            self._show_status_once(sink, code, cell_id)
             prompt = claude_prompt(code)
             if is_command(code) and prompt is None:
                 result = run_command(self.assistant, code)
                 sink.display(markdown_bundle(result.markdown))
                 if result.show_status:
-                    self._show_status(sink)
+                    self._show_status(sink, cell_id)
             elif code.strip():
                 # Terminals (jupyter console) ignore display updates: they get plain text.
                 frontend = frontend_for(cell_id, allow_stdin)
@@ -158,25 +166,24 @@ class ShammahKernel(IPythonKernel):
             return self._error(sink, count, "InternalError", message)
         return {"status": "ok", "execution_count": count, "payload": [], "user_expressions": {}}
 
-    def _show_status_once(self, sink: OutputSink, code: str) -> None:
+    def _show_status_once(self, sink: OutputSink, code: str, cell_id: str | None) -> None:
         """The live status widget: on a session's first cell, and on every `/status`."""
         first = not self._status_shown
         if first or code.strip().split(maxsplit=1)[:1] == ["/status"]:
-            self._show_status(sink)
+            self._show_status(sink, cell_id)
 
-    def _show_status(self, sink: OutputSink) -> None:
-        from .widgets.status import StatusWidget
+    def _show_status(self, sink: OutputSink, cell_id: str | None) -> None:
+        """One live card per cell: it replaces the card an earlier run of the cell showed."""
+        if isinstance(sink, SilentSink):  # nobody would see it
+            return
+        if self._status_cards is None:
+            from .widgets.status import StatusCards
 
-        widget = StatusWidget()
-        widget.show(self.assistant.worker.status)
-        learner = self.assistant.learner
-        widget.show_training(learner.status)
-        self.assistant.worker.add_listener(widget.show)
-        learner.add_listener(widget.show_training)
+            self._status_cards = StatusCards(self.assistant.worker, self.assistant.learner)
         self._status_shown = True
-        bundle = widget._repr_mimebundle_()
+        bundle = self._status_cards.open(cell_id, self._run)
         if bundle is not None:
-            sink.display(bundle[0])
+            sink.display(bundle)
 
     def _show_config_problems_once(self, sink: OutputSink) -> None:
         problems, self._unshown_problems = self._unshown_problems, []

@@ -23,7 +23,7 @@ from .adapter_library import AdapterLibrary
 from .config import LoraSettings
 from .errors import CommandError, ModelError
 from .events import Message, Role, TrainingState, TrainingStatus
-from .worker import ModelWorker
+from .worker import Listeners, ModelWorker, Unsubscribe
 
 if TYPE_CHECKING:
     from .mlx_backend import MlxBackend
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .training import TrainingProgress
     from .training_data import TrainingExample
 
-TrainingListener = Callable[[TrainingStatus], None]
+TrainingListener = Callable[[TrainingStatus], object]
 _RUNNING = (TrainingState.PREPARING, TrainingState.TRAINING)
 SWAP_TIMEOUT = 120.0  # seconds an adapter load/unload may wait for the turn ahead of it
 
@@ -58,7 +58,7 @@ class Learner:
         self.system_prompt = system_prompt
         self.replay_questions = replay_questions
         self._status = TrainingStatus()
-        self._listeners: list[TrainingListener] = []
+        self.listeners: Listeners[TrainingStatus] = Listeners()
         self._cancel = threading.Event()
         self._lock = threading.Lock()  # one train() at a time
         self._status_lock = threading.RLock()
@@ -75,8 +75,9 @@ class Learner:
     def running(self) -> bool:
         return self._status.state in _RUNNING
 
-    def add_listener(self, listener: TrainingListener) -> None:
-        self._listeners.append(listener)
+    def subscribe(self, listener: TrainingListener) -> Unsubscribe:
+        """Tell `listener` every new training status until the returned function is called."""
+        return self.listeners.subscribe(listener)
 
     def _report(self, status: TrainingStatus | None = None, /, **changes: object) -> TrainingStatus:
         """Set the status (or change some of its fields) and tell the listeners.
@@ -88,11 +89,7 @@ class Learner:
         with self._status_lock:
             base = self._status if status is None else status
             self._status = status = replace(base, **changes)  # type: ignore[arg-type]
-            for listener in list(self._listeners):
-                try:
-                    listener(status)
-                except Exception:  # a closed widget must not stop training
-                    self._listeners.remove(listener)
+            self.listeners.notify(status)
         return status
 
     def refresh(self, **changes: object) -> TrainingStatus:

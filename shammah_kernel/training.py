@@ -1,8 +1,10 @@
 """LoRA fine-tuning: train an adapter on weighted examples, written as an ``adapters`` folder.
 
-Training runs mlx-lm's own trainer (``mlx_lm.tuner.trainer.train``) through its seams: the
-weighted loss and batches of ``training_data``, and a callback for progress, cancellation and
-``step_hook``. Only the model-worker thread calls these functions.
+Training runs mlx-lm's training step and ``evaluate`` with the weighted loss and batches of
+``training_data``, in a loop of ours (``_train_loop``) that calls a ``TrainingCallback`` for
+progress, cancellation and ``step_hook``. Not ``mlx_lm.tuner.trainer.train`` itself: it always
+draws mlx-lm's TrainUI on stdout and sets Metal's wired limit for the whole process, and the
+magics run Shammah in the user's own process. Only the model-worker thread calls these functions.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -90,7 +93,7 @@ def training_args(settings: LoraOptions, train_count: int, adapter_file: Path) -
     """mlx-lm's TrainingArgs for ``train_count`` examples: every derived number is set here.
 
     A batch never exceeds the examples; each epoch is one pass in ceil(n / batch) batches.
-    ``steps_per_report=1`` makes the callback run after every step (progress, stop, step_hook).
+    ``steps_per_report=1``: the callback runs after every step (progress, stop, step_hook).
     """
     batch_size = min(settings.batch_size, train_count)
     per_epoch = math.ceil(train_count / batch_size)
@@ -157,9 +160,8 @@ def train_adapter(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        with _training_layout(model) as reporter.applied, _silent_trainer_ui():
+        with _training_layout(model) as reporter.applied, _seeded(seed):
             num_layers, lora = lora_parameters(model, settings)
-            mx.random.seed(seed)  # the LoRA layers' initial values
             linear_to_lora_layers(model, num_layers, lora)
             val_loss = _run_trainer(model, settings, train_rows, val_rows, args, reporter)
         train_loss = statistics.fmean(reporter.train_losses[-args.steps_per_eval :])
@@ -188,20 +190,23 @@ def _run_trainer(
     args: TrainingArgs,
     reporter: _Reporter,
 ) -> float | None:
-    """mlx-lm's trainer with the weighted seams; the validation loss after the last step."""
-    trainer.train(
+    """The training loop with the weighted seams; the validation loss after the last step."""
+    _train_loop(
         model,
         optim.Adam(learning_rate=settings.learning_rate),
         train_rows,
-        val_rows or None,
-        args=args,
-        loss=weighted_loss,
-        iterate_batches=iterate_weighted_batches,
-        training_callback=reporter,
+        val_rows,
+        args,
+        reporter,
     )
     if not val_rows:
         return None
-    model.eval()
+    return _validation_loss(model, val_rows, args)
+
+
+def _validation_loss(
+    model: nn.Module, val_rows: Sequence[TokenizedExample], args: TrainingArgs
+) -> float:
     loss = trainer.evaluate(
         model,
         val_rows,
@@ -212,6 +217,58 @@ def _run_trainer(
         iterate_batches=iterate_weighted_batches,
     )
     return float(loss)
+
+
+def _train_loop(
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    train_rows: Sequence[TokenizedExample],
+    val_rows: Sequence[TokenizedExample],
+    args: TrainingArgs,
+    callback: TrainingCallback,
+) -> None:
+    """mlx-lm 0.32's ``trainer.train`` on one device without gradient accumulation, step for
+    step, minus its TrainUI and wired limit; it saves ``args.adapter_file`` at the end."""
+    loss_value_and_grad = nn.value_and_grad(model, weighted_loss)
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(batch: tuple[mx.array, ...]) -> tuple[mx.array, mx.array]:
+        (value, tokens), grad = loss_value_and_grad(model, *batch)
+        optimizer.update(model, grad)
+        return value, tokens
+
+    model.train()
+    batches = iterate_weighted_batches(train_rows, args.batch_size, args.max_seq_length, loop=True)
+    trained_tokens = 0
+    for it, batch in zip(range(1, args.iters + 1), batches, strict=False):
+        if val_rows and (it == 1 or it % args.steps_per_eval == 0 or it == args.iters):
+            started = time.perf_counter()
+            val_loss = _validation_loss(model, val_rows, args)
+            model.train()
+            info = {"iteration": it - 1, "val_loss": val_loss}
+            callback.on_val_loss_report(info | {"val_time": time.perf_counter() - started})
+        started = time.perf_counter()
+        value, tokens = step(batch)
+        mx.eval(state, value, tokens)
+        if mx.get_cache_memory() > 0:  # as the trainer does (clear_cache_threshold = 0)
+            mx.clear_cache()
+        seconds = time.perf_counter() - started
+        step_tokens = cast("int", tokens.item())
+        trained_tokens += step_tokens
+        callback.on_train_loss_report(
+            {
+                "iteration": it,
+                "train_loss": value.item(),
+                "learning_rate": optimizer.learning_rate.item(),
+                "iterations_per_second": 1 / seconds,
+                "tokens_per_second": step_tokens / seconds,
+                "trained_tokens": trained_tokens,
+                "peak_memory": mx.get_peak_memory() / 1e9,
+            }
+        )
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    mx.save_safetensors(str(args.adapter_file), weights)
 
 
 class _Reporter(TrainingCallback):
@@ -241,8 +298,8 @@ class _Reporter(TrainingCallback):
             raise _Cancelled
 
     def on_train_loss_report(self, train_info: dict[str, Any]) -> None:
-        # The trainer calls this after each step's mx.eval and before it draws the next batch
-        # (steps_per_report=1), and times its steps without it: a natural point between steps.
+        # The loop calls this after each step's mx.eval and before it draws the next batch, and
+        # times its steps without it: a natural point between steps.
         iteration = int(train_info["iteration"])
         self.train_losses.append(float(train_info["train_loss"]))
         elapsed = time.monotonic() - self.started
@@ -282,6 +339,20 @@ def _training_layout(model: nn.Module) -> Iterator[Modules]:
 
 
 @contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """MLX's process-wide random key set to ``seed``, then put back: mlx-lm's LoRA layers draw
+    their initial values from that key (no key parameter), and the caller's sequence must go on
+    after training as if it had not run."""
+    key: mx.array = mx.random.state[0]  # type: ignore[index]
+    high, low = cast("list[int]", key.tolist())
+    mx.random.seed(seed)
+    try:
+        yield
+    finally:
+        mx.random.seed(high << 32 | low)
+
+
+@contextlib.contextmanager
 def _serving(model: nn.Module, applied: Modules) -> Iterator[None]:
     """The model as it was before training (eval mode), for the duration of a step_hook."""
     trained = lora_modules(model)
@@ -294,33 +365,6 @@ def _serving(model: nn.Module, applied: Modules) -> Iterator[None]:
         remove_lora_layers(model)
         install_modules(model, trained)
         model.train()
-
-
-class _SilentTrainUI(contextlib.nullcontext[None]):
-    """Stands in for mlx-lm's TrainUI, which draws a rich progress bar on stdout (in Jupyter a
-    widget, displayed from our background thread); progress goes through ``on_progress``."""
-
-    def __init__(self, total_iters: int, rank: int = 0) -> None:
-        super().__init__()
-
-    def _ignore(self, *args: object) -> None:
-        pass
-
-    advance = report_train = report_val = report_save = _ignore
-
-    @contextlib.contextmanager
-    def val_task(self, total: int) -> Iterator[Callable[[], None]]:
-        yield lambda: None
-
-
-@contextlib.contextmanager
-def _silent_trainer_ui() -> Iterator[None]:
-    saved = trainer.TrainUI
-    setattr(trainer, "TrainUI", _SilentTrainUI)  # noqa: B010
-    try:
-        yield
-    finally:
-        setattr(trainer, "TrainUI", saved)  # noqa: B010
 
 
 def _metadata(

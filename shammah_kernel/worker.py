@@ -14,9 +14,47 @@ from .events import EngineState, EngineStatus
 
 B = TypeVar("B")
 T = TypeVar("T")
+V = TypeVar("V")
 
-StatusListener = Callable[[EngineStatus], None]
+StatusListener = Callable[[EngineStatus], object]
 Loader = Callable[[Callable[[EngineStatus], None]], B]
+Unsubscribe = Callable[[], None]
+
+
+class Listeners(Generic[V]):
+    """The callbacks told of each new value (a status); `subscribe` returns the unsubscribe.
+
+    Any thread may subscribe, unsubscribe or notify. A listener that raises (a closed widget)
+    is dropped, so a broken front end never stops the model or a training run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[object, Callable[[V], object]] = {}  # by token: one per subscribe
+
+    def subscribe(self, listener: Callable[[V], object]) -> Unsubscribe:
+        token = object()
+        with self._lock:
+            self._entries[token] = listener
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._entries.pop(token, None)
+
+        return unsubscribe
+
+    def notify(self, value: V) -> None:
+        with self._lock:
+            entries = list(self._entries.items())
+        for token, listener in entries:
+            try:
+                listener(value)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the sender
+                with self._lock:
+                    self._entries.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(slots=True)
@@ -40,7 +78,7 @@ class ModelWorker(Generic[B]):
         self._jobs: queue.Queue[_Job[B, object] | None] = queue.Queue()
         self._deferred: list[_Job[B, object] | None] = []  # held back by `serve_pending`
         self._status = EngineStatus(EngineState.INITIALIZING, model, "waiting to start")
-        self._listeners: list[StatusListener] = []
+        self.listeners: Listeners[EngineStatus] = Listeners()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.backend: B | None = None
@@ -60,21 +98,14 @@ class ModelWorker(Generic[B]):
         """Whether a local model is loaded and can take turns now."""
         return self.backend is not None
 
-    def add_listener(self, listener: StatusListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: StatusListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+    def subscribe(self, listener: StatusListener) -> Unsubscribe:
+        """Tell `listener` every new status until the returned function is called."""
+        return self.listeners.subscribe(listener)
 
     def report(self, status: EngineStatus) -> None:
         """Record a new status (from any thread) and tell the listeners."""
         self._status = status
-        for listener in list(self._listeners):
-            try:
-                listener(status)
-            except Exception:  # a broken listener (a closed widget) must not stop the model
-                self.remove_listener(listener)
+        self.listeners.notify(status)
 
     def submit(self, run: Callable[[B], T], *, between_steps: bool = True) -> Future[T]:
         """Queue ``run(backend)``. ``between_steps=False`` for jobs that change the model (an

@@ -42,10 +42,11 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)  # restored after download_model
-    # Else the first request also fetches {HF_ENDPOINT}/api/agent-harnesses for the user agent.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)  # the child is told this size
+    # Else the first request also fetches {HF_ENDPOINT}/api/agent-harnesses for the user agent
+    # (the environment for the child process that transfers the files).
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     return hf_home / "hub"
 
 

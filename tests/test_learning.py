@@ -45,7 +45,7 @@ class Rig:
         )
         self.learner = Learner(self.worker, lambda: self.store, self.library, settings, "Be brief.")
         self.statuses: list[TrainingStatus] = []
-        self.learner.add_listener(self.statuses.append)
+        self.learner.subscribe(self.statuses.append)
 
     def add(self, count: int, weight: float = 1.0) -> None:
         for i in range(count):
@@ -119,7 +119,7 @@ def test_chat_turns_run_between_training_steps(rig: Rig) -> None:
         if status.state is TrainingState.TRAINING and status.iteration == 1 and not still_training:
             threading.Thread(target=turn).start()
 
-    rig.learner.add_listener(ask_once)
+    rig.learner.subscribe(ask_once)
     rig.learner.train()
     status = rig.wait()
     assert status.state is TrainingState.DONE
@@ -135,7 +135,7 @@ def test_cancel_keeps_the_previous_adapter_and_writes_nothing(rig: Rig) -> None:
     rig.wait()
     before = (rig.library.path(first) / "adapters.safetensors").read_bytes()
     rig.add(3)
-    rig.learner.add_listener(
+    rig.learner.subscribe(
         lambda s: rig.learner.cancel() if s.state is TrainingState.TRAINING else None
     )
     rig.learner.train()
@@ -308,13 +308,13 @@ def test_without_a_key_the_local_model_proposes(tiny_home: Path) -> None:
 
 def test_after_a_cancel_auto_training_waits_for_new_examples(rig: Rig) -> None:
     rig.add(3)
-    rig.learner.add_listener(
+    stop_cancelling = rig.learner.subscribe(
         lambda s: rig.learner.cancel() if s.state is TrainingState.TRAINING else None
     )
     assert rig.learner.maybe_auto_train() == "adapter-1"
     assert rig.wait().state is TrainingState.CANCELLED
     assert rig.learner.maybe_auto_train() == ""  # the same buffer: no restart after each turn
-    rig.learner._listeners.pop()  # the cancelling listener
+    stop_cancelling()
     rig.add(1)
     assert rig.learner.maybe_auto_train() == "adapter-1"
     assert rig.wait().state is TrainingState.DONE

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import anywidget
 import traitlets
@@ -14,6 +15,16 @@ import traitlets
 from ..events import EngineState, EngineStatus, TrainingState, TrainingStatus
 
 _TROUBLE = (EngineState.FAILED, EngineState.OFFLINE)
+V = TypeVar("V", covariant=True)
+
+
+class StatusSource(Protocol[V]):
+    """What a card follows: the model worker (EngineStatus) or the learner (TrainingStatus)."""
+
+    @property
+    def status(self) -> V: ...
+
+    def subscribe(self, listener: Callable[[V], None], /) -> Callable[[], None]: ...
 
 
 def format_bytes(n: float) -> str:
@@ -163,6 +174,20 @@ class StatusWidget(anywidget.AnyWidget):
         super().__init__(**kwargs)
         # hold_sync keeps its pending keys on the instance: two threads must not interleave there.
         self._show_lock = threading.Lock()
+        self._on_close: list[Callable[[], None]] = []
+        if self.comm is not None:  # the front end closing the comm closes the widget
+            self.comm.on_close(lambda _message: self.close())
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once when the widget is closed, from Python or by the front end."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        super().close()
+        self.layout.close()  # its own comm, made for this widget alone
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
 
     def show(self, status: EngineStatus) -> None:
         """Set every trait from `status`; the front end gets one update message."""
@@ -230,6 +255,92 @@ class StatusWidget(anywidget.AnyWidget):
             text, training = status_text(self.status), training_text(self.training)
             bundle[0]["text/plain"] = f"{text}\n{training}" if training else text
         return bundle
+
+
+class StatusCard:
+    """A status widget that follows the engine and the training until it is closed.
+
+    Closing it (`close`, the front end closing its comm, or an update that fails to send)
+    drops both subscriptions, so a card nobody sees costs nothing.
+    """
+
+    def __init__(
+        self, engine: StatusSource[EngineStatus], training: StatusSource[TrainingStatus]
+    ) -> None:
+        self.widget = widget = StatusWidget()
+        widget.show(engine.status)
+        widget.show_training(training.status)
+        self._unsubscribe = [
+            engine.subscribe(self._guarded(widget.show)),
+            training.subscribe(self._guarded(widget.show_training)),
+        ]
+        widget.on_close(self._drop_subscriptions)
+
+    @property
+    def closed(self) -> bool:
+        return not self._unsubscribe
+
+    def close(self) -> None:
+        self.widget.close()  # its on_close drops the subscriptions
+        self._drop_subscriptions()
+
+    def bundle(self) -> dict[str, Any] | None:
+        """The display data that shows the card in a cell; None once closed."""
+        shown = None if self.closed else self.widget._repr_mimebundle_()
+        return None if shown is None else shown[0]
+
+    def _drop_subscriptions(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for drop in unsubscribe:
+            drop()
+
+    def _guarded(self, show: Callable[[Any], None]) -> Callable[[Any], None]:
+        def deliver(status: Any) -> None:
+            try:
+                show(status)
+            except Exception:  # noqa: BLE001 - the front end is gone: stop following
+                self.close()
+
+        return deliver
+
+
+class StatusCards:
+    """At most one live status card per cell: a newer card in a cell closes the one before it.
+
+    `cell` is the front end's cell id (None for a terminal, where one card stands for all);
+    `run` tells one execution of a cell from the next, so one run shows one card however many
+    times it asks.
+    """
+
+    def __init__(
+        self, engine: StatusSource[EngineStatus], training: StatusSource[TrainingStatus]
+    ) -> None:
+        self._engine, self._training = engine, training
+        self._cards: dict[str | None, tuple[Hashable, StatusCard]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, cell: str | None, run: Hashable) -> dict[str, Any] | None:
+        """A new card for `cell`, as display data; None when this run already shows one."""
+        with self._lock:
+            shown = self._cards.get(cell)
+            if shown is not None and shown[0] == run and not shown[1].closed:
+                return None
+            card = StatusCard(self._engine, self._training)
+            self._cards[cell] = (run, card)
+        if shown is not None:
+            shown[1].close()
+        return card.bundle()
+
+    def close_all(self) -> None:
+        with self._lock:
+            cards, self._cards = list(self._cards.values()), {}
+        for _run, card in cards:
+            card.close()
+
+    @property
+    def live(self) -> int:
+        """How many cards still follow the status."""
+        return sum(not card.closed for _run, card in list(self._cards.values()))
 
 
 def _or_unknown(value: float | None) -> float:
