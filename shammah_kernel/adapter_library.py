@@ -10,6 +10,7 @@ adapter it answers with, so a restarted kernel keeps what it learned. No MLX her
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -68,22 +69,25 @@ class AdapterLibrary:
 
     def info(self, name: str) -> AdapterInfo:
         path = self.path(name)
-        meta = _read_json(path / METADATA_FILE)
-        config = _read_json(path / CONFIG_FILE)
+        meta = read_json_object(path / METADATA_FILE)
+        config = read_json_object(path / CONFIG_FILE)
         problem = ""
         if not (path / ADAPTER_FILE).is_file():
             problem = f"{ADAPTER_FILE} is missing"
         elif config is None:
             problem = f"{CONFIG_FILE} is missing or unreadable"
+        elif meta is None and (path / METADATA_FILE).exists():
+            problem = f"{METADATA_FILE} is unreadable (not a JSON object)"
         meta = meta or {}
-        base = str(meta.get("base_model") or (config or {}).get("model") or "")
+        # Each field is read for its type: a hand-edited or hostile file must not fail the list.
+        base = _text(meta.get("base_model")) or _text((config or {}).get("model"))
         size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) if path.is_dir() else 0
-        examples = len(meta.get("examples", [])) + len(meta.get("validation_examples", []))
+        examples = _count(meta.get("examples")) + _count(meta.get("validation_examples"))
         return AdapterInfo(
             name,
             path,
             base,
-            str(meta.get("created_at", "")),
+            _text(meta.get("created_at")),
             examples,
             _number(meta.get("train_loss")),
             _number(meta.get("val_loss")),
@@ -110,8 +114,8 @@ class AdapterLibrary:
         _write_atomic(self.root / CURRENT_FILE, json.dumps(mapping, indent=2) + "\n")
 
     def _current_map(self) -> dict[str, str]:
-        mapping = _read_json(self.root / CURRENT_FILE)
-        return {str(k): str(v) for k, v in (mapping or {}).items()}
+        mapping = read_json_object(self.root / CURRENT_FILE)
+        return {str(k): v for k, v in (mapping or {}).items() if isinstance(v, str)}
 
     def next_name(self) -> str:
         taken = set(self.names()) | set(self._current_map().values())
@@ -176,22 +180,22 @@ class AdapterLibrary:
             raise CommandError(f"{target} already exists: choose another path.")
         try:
             shutil.copytree(info.path, target)
-        except OSError as e:
-            raise CommandError(f"Could not export to {target}: {e}") from e
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+            raise CommandError(f"Could not export to {_shown(target)}: {e}") from None
         return target
 
     def import_(self, source: Path, name: str | None = None) -> str:
         """Copy an adapter folder (mlx-lm's format) in under ``name`` (default: its folder's)."""
-        if not (source / ADAPTER_FILE).is_file() or _read_json(source / CONFIG_FILE) is None:
+        if not (source / ADAPTER_FILE).is_file() or read_json_object(source / CONFIG_FILE) is None:
             raise CommandError(
-                f"{source} is not an adapter folder: it needs {ADAPTER_FILE} and a readable "
-                f"{CONFIG_FILE} (as mlx_lm.lora writes them)."
+                f"{_shown(source)} is not an adapter folder: it needs {ADAPTER_FILE} and a "
+                f"readable {CONFIG_FILE} (as mlx_lm.lora writes them)."
             )
-        config = _read_json(source / CONFIG_FILE) or {}
-        meta = _read_json(source / METADATA_FILE) or {}
-        if not (meta.get("base_model") or config.get("model")):
+        config = read_json_object(source / CONFIG_FILE) or {}
+        meta = read_json_object(source / METADATA_FILE) or {}
+        if not (_text(meta.get("base_model")) or _text(config.get("model"))):
             raise CommandError(
-                f"{source}/{CONFIG_FILE} does not say which base model it was trained on "
+                f"{_shown(source)}/{CONFIG_FILE} does not say which base model it was trained on "
                 '(its "model" key): Shammah cannot check that it fits.'
             )
         name = check_name(name or source.resolve().name)
@@ -202,21 +206,47 @@ class AdapterLibrary:
             shutil.copytree(source, staged)
         except OSError as e:
             shutil.rmtree(staged, ignore_errors=True)
-            raise CommandError(f"Could not import {source}: {e}") from e
+            raise CommandError(f"Could not import {_shown(source)}: {e}") from None
         self.publish(name, staged)
         return name
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+MAX_JSON_BYTES = 16 * 1024 * 1024  # metadata is small; a larger file is not read
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable, too deep or large, not
+    a regular file (a FIFO would block) or not an object."""
     try:
+        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+            return None
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(path: Path) -> str:
+    """`path` for a message: a NUL byte (which no path may hold) shown escaped."""
+    return str(path).replace("\0", "\\0")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _count(value: object) -> int:
+    return len(value) if isinstance(value, list) else 0
 
 
 def _write_atomic(path: Path, text: str) -> None:

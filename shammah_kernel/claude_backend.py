@@ -29,6 +29,7 @@ from anthropic.types import (
 from .claude_link import resolve_api_key as resolve_api_key
 from .errors import ClaudeError
 from .events import GenerationOptions, GenerationStats, Message, Role, ToolCall
+from .secrets import register_secret, scrub, scrub_fragments
 
 KEY_HELP = "check ANTHROPIC_API_KEY or api_key in config.toml"
 # Claude's stop reasons in the local backend's words; others pass through unchanged.
@@ -194,6 +195,7 @@ class ClaudeBackend:
         self.model = model
         self.timeout = timeout
         self._api_key = api_key  # kept only to scrub it from text the server sends back
+        register_secret(api_key)  # and from tool output, stored examples and saved files
         # base_url None lets the SDK read ANTHROPIC_BASE_URL; an explicit api_key stops it
         # from looking for credential profiles on disk.
         self._client = anthropic.Anthropic(
@@ -251,7 +253,7 @@ class ClaudeBackend:
                         break  # leaving the `with` closes the response
         except (anthropic.AnthropicError, httpx2.HTTPError) as e:
             # `from None`: the SDK's exception text may quote the server's reply verbatim
-            raise self._error(e) from None
+            raise self._scrubbed(self._error(e)) from None
         end = time.perf_counter()
         first = reply.first_output_at if reply.first_output_at is not None else end
         stop_reason = reply.stop_reason
@@ -268,6 +270,11 @@ class ClaudeBackend:
             finish_reason=finish or "stop",
         )
         return ClaudeReply("".join(reply.parts), stats, interrupted, tuple(reply.tool_calls))
+
+    def _scrubbed(self, error: ClaudeError) -> ClaudeError:
+        """`error` without the key, or any 8 characters in a row of it, or another secret."""
+        message = scrub_fragments(scrub(str(error)), self._api_key)
+        return ClaudeError(" ".join(message.split()), retryable=error.retryable)
 
     def _error(self, error: Exception) -> ClaudeError:
         """A short user-facing error for an SDK or transport failure; no SDK text but the type."""
@@ -302,7 +309,7 @@ class ClaudeBackend:
             message = f"Claude had a server error ({status} {kind}): try again"
         elif status == 400:
             # the server's reason ("prompt is too long") is what the user can act on
-            detail = (error.api_message or "").replace(self._api_key, "***")[:MAX_DETAIL]
+            detail = scrub_fragments(error.api_message or "", self._api_key)[:MAX_DETAIL]
             message = f"Claude refused the request (400 {kind}): {detail}".rstrip(": ")
         else:
             message = f"Claude refused the request ({status} {kind})"

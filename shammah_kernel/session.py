@@ -24,6 +24,7 @@ from .events import (
     TurnFinished,
 )
 from .router import Route, decide_route
+from .secrets import scrub
 from .steps import StepReply, ToolSchemas, claude_step, local_step
 from .turn import TurnHandle
 from .worker import ModelWorker
@@ -129,9 +130,9 @@ class ChatSession:
         try:
             self._loop(handle, text, cell_id, claude)
         except ShammahError as e:
-            handle.emit(TurnFailed(str(e)))
+            handle.emit(TurnFailed(scrub(str(e))))
         except Exception as e:  # the thread's top: the turn must end, with the reason
-            handle.emit(TurnFailed(f"The model failed: {type(e).__name__}: {e}"))
+            handle.emit(TurnFailed(scrub(f"The model failed: {type(e).__name__}: {e}")))
 
     def _loop(self, handle: TurnHandle, text: str, cell_id: str | None, claude: bool) -> None:
         steps: list[Message] = []

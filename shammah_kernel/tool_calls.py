@@ -63,12 +63,18 @@ def _read_call(body: str) -> tuple[str, dict[str, object]] | str:
     source = body.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
     if not source:
         return "the block is empty"
-    try:  # the first JSON value; models sometimes add a stray brace after it
-        value, _ = json.JSONDecoder().raw_decode(source)
+    try:
+        value, end = json.JSONDecoder().raw_decode(source)
     except ValueError as error:
         return f"its JSON is malformed ({error})"
     except RecursionError:
         return "its JSON is nested too deeply"
+    # Models sometimes add a stray brace after the object; anything else (a second call) would
+    # be dropped unseen, so the whole block is refused instead.
+    rest = source[end:].strip().lstrip("}").strip()
+    if rest:
+        what = "a second JSON value" if rest[0] in '{["' else "text"
+        return f"{what} follows the call's JSON object ({rest[:40]!r}...); write one call per block"
     if isinstance(value, dict) and "name" not in value and isinstance(value.get("function"), dict):
         value = value["function"]  # the OpenAI shape {"type": "function", "function": {...}}
     if not isinstance(value, dict):

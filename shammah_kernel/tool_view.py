@@ -28,7 +28,8 @@ class ToolCallView:
             sink.display(self._bundle("running…", open_=True), self._id)
 
     def add_output(self, text: str) -> None:
-        self.output += text
+        # Only the tail is ever shown: keep a little more than that, never a flood's whole output.
+        self.output = (self.output + text)[-2 * SHOWN_OUTPUT :]
         if self.plain:
             self.sink.stream(text)
         elif time.monotonic() - self._updated >= UPDATE_INTERVAL:

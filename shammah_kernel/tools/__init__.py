@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import ToolError
 from ..events import ToolCall, ToolResult
+from ..secrets import scrub
 from .arguments import check_arguments
 from .base import Tool, ToolContext, ToolOutcome, cap_text
 from .bash import BashTool
@@ -55,7 +56,10 @@ def run_tool(call: ToolCall, ctx: ToolContext) -> ToolResult:
     try:
         outcome = find_tool(call).run(call.arguments, ctx)
     except ToolError as error:
-        return ToolResult(call.id, str(error), is_error=True)
+        return ToolResult(call.id, scrub(str(error)), is_error=True)
     except Exception as error:  # a tool's bug must not end the turn: the model sees it
-        return ToolResult(call.id, f"{call.name} failed: {type(error).__name__}: {error}", True)
-    return ToolResult(call.id, cap_text(outcome.content, ctx.max_output_chars), outcome.is_error)
+        text = f"{call.name} failed: {type(error).__name__}: {error}"
+        return ToolResult(call.id, scrub(text), True)
+    # Whatever a tool read (a file, a page, a command's output), no known secret value leaves it.
+    content = scrub(outcome.content)
+    return ToolResult(call.id, cap_text(content, ctx.max_output_chars), outcome.is_error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from .base import Arguments, Tool
@@ -14,7 +15,13 @@ def str_arg(arguments: Arguments, key: str, default: str = "") -> str:
 
 def number_arg(arguments: Arguments, key: str) -> float | None:
     value = arguments.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None  # check_arguments rejects these first
 
 
 def int_arg(arguments: Arguments, key: str) -> int | None:
@@ -53,6 +60,8 @@ def check_arguments(tool: Tool, arguments: object) -> str | None:
         whole = isinstance(value, float) and value.is_integer() and expected == "integer"
         if wrong_bool or not (whole or isinstance(value, _JSON_TYPES.get(expected, (object,)))):
             return f"argument {key!r} must be a {expected}, not {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"argument {key!r} must be a finite number, not {value}"  # NaN passes bounds
         low, high = schema.get("minimum"), schema.get("maximum")
         if isinstance(value, int | float) and isinstance(low, int | float) and value < low:
             return f"argument {key!r} must be at least {low}"
