@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
@@ -12,6 +13,12 @@ BLOCKS = frozenset(
      "ul", "ol", "dl", "dt", "dd", "blockquote", "figure", "figcaption", "form", "br", "hr"}
 )  # fmt: skip
 HEADINGS = {f"h{level}": "#" * level for level in range(1, 7)}
+# html.parser rescans an unclosed tag from each later `<` (quadratic: `<a ` * 30,000 took
+# minutes, holding the GIL); a `<` with no `>` this close after it is text, so it is escaped.
+MAX_TAG_CHARS = 262_144
+_STRAY_LT = re.compile(r"<(?![A-Za-z/!?])")  # text, not a tag: one data call, not one per `<`
+TEXT_LT = "\uffff"  # a `<` that is text, while parsing (a noncharacter: pages do not use it)
+FEED_CHARS = 65_536  # the caller's `check` runs between pieces of this size
 
 
 class _TextParser(HTMLParser):
@@ -104,11 +111,32 @@ class _TextParser(HTMLParser):
         self.emit(text)
 
 
-def html_to_text(html: str, base_url: str = "") -> str:
-    """The readable text of an HTML page; links become `text (absolute url)`."""
+def _defuse(html: str) -> str:
+    """`html` with each `<` that cannot start a tag (a stray one, or one with no `>` within
+    MAX_TAG_CHARS after it) turned into TEXT_LT; linear, and mostly in C."""
+    segments = _STRAY_LT.sub(TEXT_LT, html).split(">")
+    for index, segment in enumerate(segments):
+        if index == len(segments) - 1:  # after the last `>`: nothing closes
+            segments[index] = segment.replace("<", TEXT_LT)
+        elif len(segment) > MAX_TAG_CHARS:
+            cut = len(segment) - MAX_TAG_CHARS
+            segments[index] = segment[:cut].replace("<", TEXT_LT) + segment[cut:]
+    return ">".join(segments)
+
+
+def _no_check() -> object:
+    return None
+
+
+def html_to_text(html: str, base_url: str = "", check: Callable[[], object] = _no_check) -> str:
+    """The readable text of an HTML page; links become `text (absolute url)`. `check` runs
+    between pieces of the page and may raise to end the work (a deadline, the stop button)."""
     parser = _TextParser(base_url)
-    parser.feed(html)
+    html = _defuse(html)
+    for start in range(0, len(html), FEED_CHARS):
+        check()
+        parser.feed(html[start : start + FEED_CHARS])
     parser.close()
-    body = "".join(parser.parts).strip()
-    title = " ".join("".join(parser.title).split())
+    body = "".join(parser.parts).replace(TEXT_LT, "<").strip()
+    title = " ".join("".join(parser.title).replace(TEXT_LT, "<").split())
     return f"Title: {title}\n\n{body}" if title and not body.startswith(f"# {title}") else body
