@@ -1,7 +1,10 @@
 """Permission rules for tool calls: ``Tool`` or ``Tool(specifier)`` in allow / ask / deny lists.
 
-Deny beats ask beats allow. Bash specifiers are command globs checked against every simple command
-of a shell line; file tools' are gitignore-style path globs; WebFetch's are ``domain:HOST``.
+Deny beats ask beats allow. Bash specifiers are command patterns checked against every simple
+command of a shell line (see ``shell_grammar``); file tools' are gitignore-style path globs;
+WebFetch's are ``domain:HOST`` or URL patterns. In every specifier ``*`` is a wildcard, ``\\*`` a
+literal star, ``\\?`` a literal question mark and ``\\\\`` a backslash: ``Rule.exact`` writes
+those escapes. All matching runs on re2, in time linear in the text.
 """
 
 from __future__ import annotations
@@ -14,17 +17,33 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import re2
 
 from shammah_kernel.errors import RuleError
+from shammah_kernel.shell_grammar import (
+    CODE_RUNNERS,
+    WILDCARD,
+    bash_allows,
+    bash_touches,
+    parse_line,
+    unescape,
+    word_set,
+)
 
 if TYPE_CHECKING:
     from shammah_kernel.rule_store import RuleStore
 
 TOOL_NAMES = ("Read", "Glob", "Grep", "Bash", "WebFetch", "Edit", "Write")
 _READ_ONLY = frozenset({"Read", "Glob", "Grep"})
+_FILE_TOOLS = _READ_ONLY | {"Edit", "Write"}
 # As in Claude Code: a Read rule also covers the other read-only tools, an Edit rule also Write.
 _COVERED = {"Read": _READ_ONLY, "Edit": frozenset({"Edit", "Write"})}
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_./:@%+,=-]+")  # reads back as itself in a rule
 _RULE = re.compile(r"([A-Za-z]+)(?:\((.*)\))?", re.DOTALL)
+_SPECIALS = re.compile(r"([\\*?])")
+_BLANKS = " \t\n"  # what bash itself skips; a no-break space is part of a word to it
 
 
 class Decision(enum.StrEnum):
@@ -46,7 +65,7 @@ class Rule:
         if self.tool not in TOOL_NAMES:
             raise RuleError(f"unknown tool {self.tool!r}; the tools are {', '.join(TOOL_NAMES)}")
         if self.specifier is not None:  # outer spaces never count: `Bash(ls )` is `Bash(ls)`
-            object.__setattr__(self, "specifier", self.specifier.strip())
+            object.__setattr__(self, "specifier", self.specifier.strip(_BLANKS))
 
     @classmethod
     def parse(cls, text: str) -> Rule:
@@ -55,129 +74,52 @@ class Rule:
         if match is None:
             raise RuleError(f"not a rule: {text!r}; write Tool or Tool(specifier)")
         tool = {name.lower(): name for name in TOOL_NAMES}.get(match[1].lower(), match[1])
-        return cls(tool, None if match[2] is None else match[2].strip())
+        return cls(tool, None if match[2] is None else match[2].strip(_BLANKS))
+
+    @classmethod
+    def exact(cls, tool: str, specifier: str) -> Rule:
+        """A rule that matches only this very call: ``\\``, ``*`` and ``?`` are escaped, so
+        ``Rule.exact("Bash", "rm -rf build/*")`` is ``Bash(rm -rf build/\\*)``."""
+        return cls(tool, _SPECIALS.sub(r"\\\1", specifier.strip(_BLANKS)))
 
     def __str__(self) -> str:
         return self.tool if self.specifier is None else f"{self.tool}({self.specifier})"
 
     def matches(self, tool: str, specifier: str) -> bool:
-        """Whether this rule alone covers the whole call (every command of a Bash line)."""
+        """Whether this rule alone allows the whole call (every command of a Bash line)."""
         if tool not in _COVERED.get(self.tool, {self.tool}):
             return False
         if self.specifier is None:
             return True
+        if _exactly(self.specifier, tool, specifier):
+            return True
         if tool == "Bash":
-            if _collapse(self.specifier) == _collapse(specifier):
-                return True
-            parts = _command_parts(specifier)
-            return bool(parts) and all(self._matches_command(part, strict=True) for part in parts)
-        return _specifier_matches(tool, self.specifier, specifier)
+            return bash_allows([self.specifier], specifier) is not None
+        return _specifier_matches(tool, self.specifier, specifier, broad=False)
 
     def matches_any_part(self, tool: str, specifier: str) -> bool:
-        """Whether this rule applies to any part of the call: the test of deny and ask rules."""
-        if tool != "Bash" or self.specifier is None or self.tool != "Bash":
-            return self.matches(tool, specifier)
-        if _glob(_collapse(self.specifier), ".*").fullmatch(_collapse(specifier)):
+        """Whether this rule applies to any part of the call: the test of deny and ask rules.
+        Wider than ``matches``: any simple command of a Bash line, its program word normalised
+        (``/bin/rm``, ``env rm``, ``'r'm``); a bare file name at any depth, even outside."""
+        if tool not in _COVERED.get(self.tool, {self.tool}):
+            return False
+        if self.specifier is None or _exactly(self.specifier, tool, specifier):
             return True
-        return any(self._matches_command(part, strict=False) for part in _command_parts(specifier))
-
-    def _matches_command(self, command: str, *, strict: bool) -> bool:
-        if self.specifier is None:
-            return True
-        regex = _command_regex(self.specifier, strict)
-        return regex is not None and regex.fullmatch(command) is not None
+        if tool == "Bash":
+            return bash_touches(self.specifier, specifier)
+        return _specifier_matches(tool, self.specifier, specifier, broad=True)
 
 
-# Output redirection to a file or a here-document; a `*` of an allow rule covers neither it nor
-# a (quoted) newline, so `Bash(echo *)` allows no `echo x > ~/.bashrc`.
-_REDIRECT = "\x00"
-_STRICT_WILDCARD = "[^\x00\n]*"
-_TOKEN = re.compile(r"&&|\|\||\|&|\$\(|\$\{|[<>]\(|<<<|<<|[;&|\n()`}'\"\\#>]")
-_IN_DOUBLE_QUOTES = frozenset({'"', "\\", "$(", "${", "`"})  # what stays special there
-_NESTING = {"$(": ")", "(": ")", "<(": ")", ">(": ")", "`": "`", "${": "}"}
-_HARMLESS_REDIRECT = re.compile(r">>?(?:&[0-9-]|[^\S\n]*/dev/null(?![^\s;&|)]))")
-# Reserved words before a command (`then rm -rf x`): dropped so that rules see the command.
-_KEYWORDS = frozenset(
-    ["if", "then", "else", "elif", "fi", "while", "until", "do", "done", "time", "!", "{", "}"]
-)
+def _exactly(pattern: str, tool: str, specifier: str) -> bool:
+    """A pattern without a wildcard matches the very text it names (a file tool's: normalised)."""
+    if WILDCARD.search(pattern):
+        return False
+    if tool in _FILE_TOOLS:
+        return _normal_path(unescape(pattern)) == _normal_path(specifier)
+    return unescape(pattern) == specifier.strip(_BLANKS)
 
 
-@functools.lru_cache(maxsize=1024)
-def _command_parts(command: str) -> tuple[str, ...]:
-    """The simple commands of a shell line, unquoted, split at operators, subshells and
-    substitutions; a best effort at shell syntax that errs toward more, smaller parts."""
-    parts: list[str] = []
-    out: list[str] = []
-    nesting: list[tuple[str, str]] = []  # (closing token, the quote to return to)
-    quote, i, text, word_start = "", 0, command.replace(_REDIRECT, "\ufffd"), True
-    while i < len(text):
-        char, at_word_start, word_start = text[i], word_start, False
-        match = _TOKEN.match(text, i) if quote != "'" else None
-        token = match[0] if match and (not quote or match[0] in _IN_DOUBLE_QUOTES) else char
-        split = False
-        if quote == "'" and char != "'":
-            out.append(char)
-        elif token == "\\":
-            out.append(text[i + 1 : i + 2])
-            i += 1
-        elif token == quote or (not quote and token in ("'", '"')):
-            quote = "" if quote else token
-        elif not quote and nesting and token == nesting[-1][0]:
-            quote, split = nesting.pop()[1], token != "}"
-            out.append("}" if token == "}" else "")
-        elif token in _NESTING and (not quote or token in _IN_DOUBLE_QUOTES):
-            nesting.append((_NESTING[token], quote))
-            quote, split = "", token != "${"
-            out.append("${" if token == "${" else "")
-        elif quote or token in ("<<<", "}"):
-            out.append(token)
-        elif token in ("&&", "||", "|&", ";", "&", "|", "\n", ")"):
-            split = True
-        elif token == "#" and at_word_start:  # a comment runs to the end of the line
-            end = text.find("\n", i)
-            token = text[i:] if end < 0 else text[i:end]
-        elif token in ("<<", ">"):
-            harmless = _HARMLESS_REDIRECT.match(text, i)
-            token = harmless[0] if harmless else ">>" if text.startswith(">>", i) else token
-            out.append(token if harmless else _REDIRECT)
-            word_start = True
-        else:
-            out.append(char)
-            word_start = char in " \t"
-        if split:
-            parts.append("".join(out))
-            out, word_start = [], True
-        i += len(token)
-    parts.append("".join(out))
-    return tuple(simple for simple in map(_strip_keywords, parts) if simple)
-
-
-def _collapse(text: str) -> str:
-    return re.sub(r"[^\S\n]+", " ", text).strip()
-
-
-def _strip_keywords(part: str) -> str:
-    words = _collapse(part).split(" ")
-    while words and words[0] in _KEYWORDS:
-        del words[0]
-    return " ".join(words)
-
-
-@functools.lru_cache(maxsize=1024)
-def _glob(pattern: str, wildcard: str) -> re.Pattern[str]:
-    """A command glob: ``*`` is ``wildcard``; a final `` *`` or ``:*`` also matches no arguments."""
-    tail = ""
-    if pattern.endswith((" *", ":*")):
-        pattern, tail = pattern[:-2], f"(?: {wildcard})?"
-    body = wildcard.join(re.escape(piece) for piece in pattern.split("*"))
-    return re.compile(body + tail, re.DOTALL)
-
-
-@functools.lru_cache(maxsize=1024)
-def _command_regex(pattern: str, strict: bool) -> re.Pattern[str] | None:
-    """``pattern`` as a regex over one simple command; None when it spans several commands."""
-    parts = _command_parts(pattern)
-    return _glob(parts[0], _STRICT_WILDCARD if strict else ".*") if len(parts) == 1 else None
+# --- file paths
 
 
 def _expand_home(path: str) -> str:
@@ -192,44 +134,122 @@ def _normal_path(path: str) -> str:
     return posixpath.normpath(stripped).strip() if stripped else ""
 
 
+_PATH_TOKENS = re.compile(r"\\[\\*?]|\*\*/|/\*\*$|\*\*|\*|\?")
+_PATH_REGEX = {"**/": "(?:.*/)?", "/**": "(?:/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+
+
 @functools.lru_cache(maxsize=1024)
-def _path_regex(pattern: str) -> tuple[re.Pattern[str], bool]:
+def _path_regex(pattern: str) -> tuple[re2._Regexp, bool]:
     """A gitignore-style glob as a regex, and whether it is anchored (else it names a basename
     at any depth); ``**`` spans folders, ``*`` and ``?`` stay within one name."""
     pattern = _expand_home(pattern)
     anchored = pattern.startswith(("/", "./")) or "/" in pattern.rstrip("/")
     pattern = pattern.removeprefix("./") + ("**" if pattern.endswith("/") else "")
-    tokens = {"**/": "(?:.*/)?", "/**": "(?:/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
-    pieces = re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern)
-    body = "".join(tokens.get(piece) or re.escape(piece) for piece in pieces)
-    return re.compile(body if anchored else "(?:.*/)?" + body, re.DOTALL), anchored
+    pieces: list[str] = []
+    at = 0
+    for token in _PATH_TOKENS.finditer(pattern):
+        pieces.append(re2.escape(pattern[at : token.start()]))
+        text = token[0]
+        pieces.append(re2.escape(text[1]) if text.startswith("\\") else _PATH_REGEX[text])
+        at = token.end()
+    pieces.append(re2.escape(pattern[at:]))
+    body = "".join(pieces)
+    return _compile(body if anchored else "(?:.*/)?" + body), anchored
 
 
-def _specifier_matches(tool: str, pattern: str, specifier: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _compile(regex: str) -> re2._Regexp:
+    options = re2.Options()
+    options.dot_nl = True
+    return re2.compile(regex, options)
+
+
+def _specifier_matches(tool: str, pattern: str, specifier: str, *, broad: bool) -> bool:
     if tool == "WebFetch":
-        if pattern.startswith("domain:") and specifier.startswith("domain:"):
-            want = pattern.removeprefix("domain:").strip().lower().rstrip(".")
-            host = specifier.removeprefix("domain:").strip().lower().rstrip(".")
-            if want.startswith("*."):  # subdomains only
-                return host.endswith(want[1:])
-            return want == "*" or host == want or host.endswith("." + want)
-        glob = ".*".join(map(re.escape, pattern.split("*")))  # a URL pattern, say
-        return re.fullmatch(glob, specifier.strip(), re.DOTALL) is not None
+        return _web_matches(pattern, specifier, broad=broad)
     path = _normal_path(specifier)
     regex, anchored = _path_regex(pattern)
-    relative_pattern = not _expand_home(pattern).startswith("/")
-    if anchored and relative_pattern and path.startswith("/"):
-        return False  # a workspace-relative pattern never names a file outside
+    outside = path.startswith("/") and not _expand_home(pattern).startswith("/")
+    if outside and (anchored or not broad):
+        # Outside the workspace (absolute): a workspace pattern never allows it; a bare name
+        # (`*.py`, `.env`) still counts for deny and ask there, as the wider reading is safer.
+        return False
     return regex.fullmatch(path) is not None
 
 
-# Programs whose first argument is a subcommand (`git status`), and interpreters whose first
-# argument is the script (`python x.py`): suggestions keep it. `run`/`exec`/`-m` name one more.
+# --- WebFetch: `domain:HOST` and URL patterns, `*` within one DNS label
+
+_LABEL_WILDCARD = "[^./@:]*"
+_URL_SHAPE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)", re.DOTALL)
+
+
+def _glob_regex(pattern: str, wildcard: str) -> str:
+    """``pattern`` as a regex: ``*`` is ``wildcard``, ``\\x`` the literal ``x``."""
+    pieces: list[str] = []
+    at = 0
+    for token in re.finditer(r"\\[\\*?]|\*", pattern):
+        pieces.append(re2.escape(pattern[at : token.start()]))
+        pieces.append(wildcard if token[0] == "*" else re2.escape(token[0][1]))
+        at = token.end()
+    pieces.append(re2.escape(pattern[at:]))
+    return "".join(pieces)
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    want, host = pattern.strip().lower().rstrip("."), host.strip().lower().rstrip(".")
+    if want == "*":
+        return True
+    if "*" not in want.replace("\\*", ""):  # a plain domain covers its subdomains
+        want = unescape(want)
+        return host == want or host.endswith("." + want)
+    return _compile(_glob_regex(want, _LABEL_WILDCARD)).fullmatch(host) is not None
+
+
+def _web_matches(pattern: str, specifier: str, *, broad: bool) -> bool:
+    if pattern.startswith("domain:") or specifier.startswith("domain:"):
+        if not (pattern.startswith("domain:") and specifier.startswith("domain:")):
+            return False
+        return _host_matches(pattern.removeprefix("domain:"), specifier.removeprefix("domain:"))
+    if broad and _compile(_glob_regex(pattern.strip(), ".*")).fullmatch(specifier.strip()):
+        return True
+    shape = _URL_SHAPE.fullmatch(pattern.strip())
+    try:
+        url = urlsplit(specifier.strip())
+    except ValueError:
+        return False
+    if shape is None or "@" in url.netloc or shape[1].lower() != url.scheme.lower():
+        return False
+    prefix = f"{url.scheme}://{url.netloc}"
+    if not specifier.strip().lower().startswith(prefix.lower()):
+        return False
+    rest = specifier.strip()[len(prefix) :]
+    netloc = _compile(_glob_regex(shape[2].lower(), _LABEL_WILDCARD))
+    return (
+        netloc.fullmatch(url.netloc.lower()) is not None
+        and _compile(_glob_regex(shape[3], ".*")).fullmatch(rest) is not None
+    )
+
+
+# --- suggestions
+
+# Programs whose first argument is a subcommand (`git status`): suggestions keep it. For git
+# only subcommands that run no configured or given command: aliases (`git x`), `-c`, `config`,
+# `submodule foreach`, `rebase --exec`, `clone/fetch --upload-pack` get the exact call.
 _SUBCOMMANDS = frozenset({"git", "npm", "pnpm", "yarn", "pip", "uv", "cargo", "go", "docker"})
-_INTERPRETERS = frozenset({"python", "node", "ruby", "perl", "bash", "sh", "zsh", "npx", "uvx"})
-_RUNNERS = frozenset({"run", "exec", "x", "-m"})
-# Programs that run any command given them: a pattern over them would allow anything.
-_WRAPPERS = frozenset({"sudo", "su", "env", "xargs", "eval", "exec", "nohup", "timeout", "find"})
+_GIT_SUBCOMMANDS = word_set(
+    "status log diff show add commit branch checkout switch restore stash tag blame shortlog "
+    "describe rev-parse ls-files merge reset rm mv init reflog cherry-pick revert"
+)
+# `npm exec`, `pnpm dlx`: fetch a package and run it; `run`: a project script, named too.
+_RUNNING_SUBCOMMANDS = frozenset({"exec", "x", "dlx", "run"})
+# Interpreters whose first argument is the script (`python tools/gen.py`): kept; their options
+# (`-c CODE`, `-e CODE`) are code, and `-m` keeps only a module from a benign list.
+_INTERPRETERS = frozenset({"python", "node", "ruby", "perl", "bash", "sh", "zsh", "php", "lua"})
+_BENIGN_MODULES = word_set(
+    "pytest pip mypy ruff black isort flake8 pylint unittest build json.tool venv"
+)
+# `uv run X`, `poetry run X`: suggestions keep the runner when they would keep X.
+_RUNNERS = {"uv": "run", "poetry": "run", "pdm": "run", "hatch": "run", "pipenv": "run"}
 
 
 def suggest_rule(tool: str, specifier: str) -> Rule:
@@ -237,43 +257,69 @@ def suggest_rule(tool: str, specifier: str) -> Rule:
 
     Bash: the program, plus its subcommand (git, npm, pip, uv, cargo...) or script (python,
     node...), plus the tool a runner runs (``uv run pytest``, ``python -m pytest``), then `` *``;
-    compound lines, redirections to files and wrappers (sudo, xargs...) get the exact command.
-    File tools: the file's folder (Glob/Grep: the searched folder) + ``/**``, ``./**`` for the
-    workspace root. WebFetch: ``domain:HOST``. Raises RuleError for an unknown tool.
+    lines outside the closed set, several commands, redirections to files and programs that run
+    code from their arguments get the exact call (``Rule.exact``). File tools: the file's folder
+    (Glob/Grep: the searched folder) + ``/**``, ``./**`` for the workspace root. WebFetch:
+    ``domain:HOST``. Raises RuleError for an unknown tool.
     """
-    candidate = Rule(tool, _suggested_specifier(tool, specifier))
-    if candidate.matches(tool, specifier):
+    candidate = _suggested(tool, specifier)
+    if candidate is not None and candidate.matches(tool, specifier):
         return candidate
-    exact = _normal_path(specifier) if tool in _READ_ONLY | {"Edit", "Write"} else specifier
-    return Rule(tool, exact.strip())
+    return Rule.exact(tool, _normal_path(specifier) if tool in _FILE_TOOLS else specifier)
 
 
-def _suggested_specifier(tool: str, specifier: str) -> str:
+def _suggested(tool: str, specifier: str) -> Rule | None:
     if tool == "Bash":
         prefix = _command_prefix(specifier)
-        return specifier.strip() if prefix is None else prefix + " *"
+        return None if prefix is None else Rule(tool, prefix + " *")
     if tool == "WebFetch":
         host = specifier.removeprefix("domain:").strip().lower().rstrip(".")
-        return f"domain:{host}" if specifier.startswith("domain:") else specifier.strip()
+        return Rule(tool, "domain:" + _SPECIALS.sub(r"\\\1", host)) if host else None
     path = _normal_path(specifier)
     folder = path if tool in ("Glob", "Grep") else posixpath.dirname(path)
-    return "./**" if folder in ("", ".") else folder.rstrip("/") + "/**"
+    if folder in ("", "."):
+        return Rule(tool, "./**")
+    return Rule(tool, _SPECIALS.sub(r"\\\1", folder.rstrip("/")) + "/**")
 
 
 def _command_prefix(command: str) -> str | None:
-    parts = _command_parts(command)
-    if len(parts) != 1 or _REDIRECT in parts[0]:
+    line = parse_line(command)
+    if line.problem or len(line.commands) != 1 or line.commands[0].redirects:
         return None
-    words = parts[0].split(" ")
+    words = line.commands[0].words
+    kept = _kept_words(words)
+    if kept is None or not all(_SAFE_WORD.fullmatch(word) for word in words[:kept]):
+        return None
+    return " ".join(words[:kept])
+
+
+def _kept_words(words: tuple[str, ...]) -> int | None:
+    """How many leading words a suggestion keeps before `` *``; None: only the exact call."""
+    if words[0].startswith("-"):  # `uv run --with x pytest`: options of the runner
+        return None
     program = re.sub(r"[\d.]+$", "", posixpath.basename(words[0]))  # python3.11 -> python
-    if program in _WRAPPERS or (program in _INTERPRETERS and len(words) < 2):
+    second = words[1] if len(words) > 1 else ""
+    if program in _RUNNERS and second == _RUNNERS[program] and len(words) > 2:
+        inner = _kept_words(words[2:])
+        return None if inner is None else inner + 2
+    if program in _INTERPRETERS:
+        if second == "-m" and len(words) > 2 and words[2] in _BENIGN_MODULES:
+            return 3
+        return 2 if second and not second.startswith("-") else None
+    if program == "git":
+        return 2 if second in _GIT_SUBCOMMANDS else None
+    if program in CODE_RUNNERS:
         return None
-    count = 2 if program in _SUBCOMMANDS | _INTERPRETERS else 1
-    if count == 2 and len(words) > 1 and words[1].startswith("-") and words[1] != "-m":
-        return None  # `python -c CODE`, `git -C DIR ...`: too varied to generalize
-    while count < len(words) and words[count - 1] in _RUNNERS:
-        count += 1
-    return " ".join(words[:count])
+    if program in _SUBCOMMANDS:
+        if not second or second.startswith("-") or second in _RUNNING_SUBCOMMANDS - {"run"}:
+            return None
+        if second == "run":  # `npm run test`: the script's name too
+            return 3 if len(words) > 2 and not words[2].startswith("-") else None
+        return 2
+    return 1
+
+
+# --- deciding
 
 
 @dataclass(slots=True)
@@ -304,9 +350,9 @@ class PermissionPolicy:
                 if rule.matches_any_part(tool, specifier):
                     return kind, rule
         allowing = _allowing_rule(rules[Decision.ALLOW], tool, specifier)
-        if allowing is not None:
+        if allowing is not None and not _unsure_of_deny(allowing, rules, tool, specifier):
             return Decision.ALLOW, allowing
-        if inside_workspace and tool in _READ_ONLY:
+        if allowing is None and inside_workspace and tool in _READ_ONLY:
             return Decision.ALLOW, None
         return Decision.ASK, None
 
@@ -319,9 +365,19 @@ def _allowing_rule(rules: list[Rule], tool: str, specifier: str) -> Rule | None:
             return rule
     if tool != "Bash":
         return None
-    bash_rules = [rule for rule in rules if rule.tool == "Bash"]
-    found = [
-        next((rule for rule in bash_rules if rule._matches_command(part, strict=True)), None)
-        for part in _command_parts(specifier)
-    ]
-    return found[0] if found and None not in found else None
+    bash = [rule for rule in rules if rule.tool == "Bash" and rule.specifier is not None]
+    found = bash_allows([rule.specifier or "" for rule in bash], specifier)
+    return None if found is None else bash[found]
+
+
+def _unsure_of_deny(
+    allowing: Rule, rules: dict[Decision, list[Rule]], tool: str, specifier: str
+) -> bool:
+    """A line outside the closed set allowed by a plain ``Bash`` rule may still run what a deny
+    or ask rule names (``$(echo rm) -rf /``): with such rules present, ask."""
+    if tool != "Bash" or allowing.specifier is not None or not parse_line(specifier).problem:
+        return False
+    return any(
+        rule.tool == "Bash" and rule.specifier is not None
+        for rule in (*rules[Decision.DENY], *rules[Decision.ASK])
+    )

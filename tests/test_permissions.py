@@ -82,7 +82,7 @@ def test_parse_raises_only_rule_errors_and_round_trips(text: str) -> None:
         ("pytest *", "pytest  -q\ttests", True),
         ("pytest *", "pytestx", False),
         ("pytest *", "pytest 2>&1 >/dev/null", True),
-        ("pytest *", "if pytest; then pytest -x; fi", True),
+        ("pytest *", "if pytest; then pytest -x; fi", False),  # compound commands ask
         ("pytest *", "pytest -k 'a;b' && pytest -x", True),
         ("npm run test:*", "npm run test", True),
         ("npm run test:*", "npm run test -- --watch", True),
@@ -153,7 +153,7 @@ def test_deny_patterns_may_span_commands() -> None:
         ("src/*.py", "src/pkg/a.py", False),
         ("*.py", "a.py", True),
         ("*.py", "deep/down/a.py", True),
-        ("*.py", "/elsewhere/a.py", True),  # a bare name matches at any depth
+        ("*.py", "/elsewhere/a.py", False),  # a bare name: at any depth, in the workspace only
         ("**/test_*.py", "tests/unit/test_a.py", True),
         ("src/**", "/abs/src/a.py", False),  # a workspace pattern never names outside files
         ("/abs/**", "/abs/x/y", True),
@@ -306,7 +306,7 @@ def test_compound_commands_cannot_sneak_past(args: str, sep: str, evil: str, fir
         ("Bash", "python -m pytest -x", "Bash(python -m pytest *)"),
         ("Bash", "python3.12 -m pip install x", "Bash(python3.12 -m pip *)"),
         ("Bash", "/usr/bin/git log -3", "Bash(/usr/bin/git log *)"),
-        ("Bash", "time pytest -x", "Bash(pytest *)"),
+        ("Bash", "time pytest -x", "Bash(time pytest -x)"),  # `time` is a keyword: exact
         ("Bash", "python tools/gen.py --all", "Bash(python tools/gen.py *)"),
         ("Bash", "npm run test -- --watch", "Bash(npm run test *)"),
         ("Bash", "python -c 'print(1)'", "Bash(python -c 'print(1)')"),
@@ -396,7 +396,7 @@ def test_store_round_trips(rules: list[tuple[Decision, Rule]]) -> None:
         assert os.listdir(folder) == (["permissions.json"] if rules else [])
 
 
-def test_a_malformed_file_is_reported_and_its_good_rules_kept(tmp_path: Path) -> None:
+def test_a_malformed_file_is_reported_and_fails_closed(tmp_path: Path) -> None:
     path = tmp_path / "permissions.json"
     path.write_text(
         json.dumps(
@@ -404,7 +404,7 @@ def test_a_malformed_file_is_reported_and_its_good_rules_kept(tmp_path: Path) ->
         )
     )
     store = RuleStore(path)
-    assert [str(s.rule) for s in store.list()] == ["Bash(pytest *)"]
+    assert store.list() == []  # a malformed deny entry voids the file's allow rules (issue 8)
     problems = [str(problem) for problem in store.problems()]
     assert len(problems) == 5
     assert all(problem.startswith(str(path)) for problem in problems)
@@ -413,6 +413,8 @@ def test_a_malformed_file_is_reported_and_its_good_rules_kept(tmp_path: Path) ->
     assert "allow[3]: not a rule" in problems[2]
     assert "deny: must be a list" in problems[3]
     assert "alow: unknown key" in problems[4]
+    path.write_text(json.dumps({"allow": ["Bash(pytest *)", "Shell(ls)"], "deny": []}))
+    assert [str(s.rule) for s in RuleStore(path).list()] == ["Bash(pytest *)"]
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", "null", "[" * 100_000, b"\xff\xfe"])
