@@ -23,6 +23,12 @@ _SECRET_NAME = re.compile(
 # Removed from environments but not secret as text (a socket path, a region, a profile name).
 _ACCESS_ONLY = re.compile(r"^SSH_AUTH_SOCK$|^AWS_(?!ACCESS_KEY_ID$)", re.IGNORECASE)
 
+# Variables that change what `bash -c LINE` runs beyond the line the gate read (a startup file,
+# exported functions, options, `cd` search paths): never passed on, whatever pass_env says.
+_SHELL_ALTERING = re.compile(
+    r"^(?:BASH_ENV|ENV|SHELLOPTS|BASHOPTS|CDPATH|PROMPT_COMMAND|GLOBIGNORE|IFS)$|^BASH_FUNC_"
+)
+
 _registered: set[str] = set()
 _lock = threading.Lock()
 
@@ -32,12 +38,13 @@ def is_secret_name(name: str) -> bool:
 
 
 def tool_environment(environ: Mapping[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
-    """`environ` without the variables named like secrets, except those `pass_env` names."""
+    """`environ` without the variables named like secrets, except those `pass_env` names, and
+    without the variables that would change what a shell runs."""
     kept = {name.upper() for name in pass_env}
     return {
         name: value
         for name, value in environ.items()
-        if name.upper() in kept or not is_secret_name(name)
+        if (name.upper() in kept or not is_secret_name(name)) and not _SHELL_ALTERING.search(name)
     }
 
 

@@ -62,6 +62,9 @@ def check_arguments(tool: Tool, arguments: object) -> str | None:
             return f"argument {key!r} must be a {expected}, not {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"argument {key!r} must be a finite number, not {value}"  # NaN passes bounds
+        longest = schema.get("maxLength")
+        if isinstance(value, str) and isinstance(longest, int) and len(value) > longest:
+            return f"argument {key!r} is longer than {longest:,} characters"
         low, high = schema.get("minimum"), schema.get("maximum")
         if isinstance(value, int | float) and isinstance(low, int | float) and value < low:
             return f"argument {key!r} must be at least {low}"

@@ -115,7 +115,8 @@ class BashTool:
     parameters: dict[str, object] = {
         "type": "object",
         "properties": {
-            "command": {"type": "string", "description": "The bash command."},
+            # The gate parses the whole line before deciding: a bound keeps that quick.
+            "command": {"type": "string", "description": "The bash command.", "maxLength": 20_000},
             "timeout": {"type": "number", "minimum": 1, "maximum": MAX_TIMEOUT},
         },
         "required": ["command"],

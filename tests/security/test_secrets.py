@@ -211,3 +211,25 @@ def test_claude_error_lines_hold_no_run_of_8_key_characters(leak: str) -> None:
 def test_scrub_leaves_text_without_secrets_alone() -> None:
     text = "no secrets here: PATH=/usr/bin, 1234567"
     assert scrub(text) == text
+
+
+def test_variables_that_change_what_bash_runs_are_never_passed_on() -> None:
+    from shammah_kernel.secrets import tool_environment
+
+    environ = {
+        "BASH_ENV": "/tmp/evil.sh",
+        "ENV": "/tmp/evil.sh",
+        "BASH_FUNC_ls%%": "() { rm -rf ~; }",
+        "SHELLOPTS": "xtrace",
+        "CDPATH": "/",
+        "PATH": "/usr/bin",
+    }
+    kept = tool_environment(environ, pass_env=["BASH_ENV"])
+    assert kept == {"PATH": "/usr/bin"}
+
+
+def test_a_huge_bash_line_is_refused_before_the_gate_parses_it() -> None:
+    from shammah_kernel.tools import BashTool, check_arguments
+
+    problem = check_arguments(BashTool(), {"command": "echo " + "x" * 30_000})
+    assert problem is not None and "longer than 20,000" in problem
