@@ -30,6 +30,7 @@ from .learning import Learner
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
 from .permissions import PermissionPolicy
 from .rule_store import RuleStore
+from .secrets import register_secret
 from .session import ChatSession
 from .worker import ModelWorker
 
@@ -44,6 +45,7 @@ class Assistant:
         self.config: ShammahConfig
         self.problems: list[ConfigProblem]
         self.config, self.problems = load_config(self.config_file)
+        register_secret(self.config.api_key)  # scrubbed from tool output and records from now on
         self.choice = self._initial_choice()
         # Kernels start in the notebook's folder: the workspace tools read and search freely.
         self.workspace = Path.cwd()
@@ -109,6 +111,13 @@ class Assistant:
                 self._store = ExampleStore(shammah_home() / "examples.db")
                 self.session.store = self._store
             return self._store
+
+    def take_notices(self) -> list[str]:
+        """One-time messages for the next cell (a broken examples.db was moved aside...)."""
+        notices = []
+        if self._store is not None and (notice := self._store.take_notice()):
+            notices.append(notice)
+        return notices
 
     def _collect(self, turn: Turn, context: list[Message]) -> None:
         self.collector.collect(turn, context)
