@@ -60,10 +60,13 @@ def _read_adapter(
     adapter_dir: Path, base_model: str
 ) -> tuple[int, dict[str, Any], dict[str, mx.array]]:
     """(num_layers, lora_parameters, weights), all read and checked before the model is touched."""
+    from .adapter_library import read_json_object  # regular files only, bounded: no FIFO hang
+
     try:
-        config = json.loads((adapter_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        meta_path = adapter_dir / METADATA_FILE
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        config = read_json_object(adapter_dir / CONFIG_FILE)
+        if config is None:
+            raise ValueError(f"{CONFIG_FILE} is missing or not a JSON object")
+        meta = read_json_object(adapter_dir / METADATA_FILE) or {}
         weights = cast("dict[str, mx.array]", mx.load(str(adapter_dir / ADAPTER_FILE)))
         mx.eval(list(weights.values()))  # mx.load is lazy: read every byte now
         num_layers, lora = int(config["num_layers"]), dict(config["lora_parameters"])
@@ -71,7 +74,14 @@ def _read_adapter(
             raise ValueError(f"{ADAPTER_FILE} holds no tensors")
     except Exception as e:  # json, mlx and a missing key raise many types
         raise ModelError(f"The adapter at {adapter_dir} is missing or damaged: {e}") from e
-    trained_on = meta.get("base_model") or config.get("model")
+    trained_on = next(
+        (
+            value
+            for value in (meta.get("base_model"), config.get("model"))
+            if isinstance(value, str)
+        ),
+        "",
+    )
     if not trained_on:
         raise ModelError(
             f"The adapter at {adapter_dir} does not say which model it was trained on."

@@ -304,3 +304,23 @@ def test_an_adapter_path_with_a_nul_byte_is_one_clear_error(tmp_path: Path) -> N
         with pytest.raises(CommandError) as caught:
             attempt()
         assert "\0" not in str(caught.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("broken", ["fifo-config", "list-metadata", "not-json-config"])
+def test_loading_a_damaged_adapter_is_one_clear_error(tmp_path: Path, broken: str) -> None:
+    from shammah_kernel.adapters import apply_adapter
+    from shammah_kernel.errors import ModelError
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"num_layers": 2, "lora_parameters": {"rank": 2, "scale": 1.0, "dropout": 0.0}}
+    if broken == "fifo-config":
+        os.mkfifo(adapter / "adapter_config.json")  # would block a plain read forever
+    elif broken == "not-json-config":
+        (adapter / "adapter_config.json").write_text("{not json")
+    else:
+        (adapter / "adapter_config.json").write_text(json.dumps(config))
+        (adapter / "shammah.json").write_text("[1, 2]")
+    with pytest.raises(ModelError, match="missing or damaged|does not say"):
+        apply_adapter(object(), adapter, base_model="m")  # type: ignore[arg-type]
