@@ -114,7 +114,7 @@ class Assistant:
 
     def take_notices(self) -> list[str]:
         """One-time messages for the next cell (a broken examples.db was moved aside...)."""
-        notices = []
+        notices = self.rules.notices()  # an untrusted project rule file, a rule migration
         if self._store is not None and (notice := self._store.take_notice()):
             notices.append(notice)
         return notices

@@ -139,7 +139,9 @@ class CellRunner:
             sink.display(bundle)
 
     def _show_problems_once(self, sink: OutputSink) -> None:
+        """Settings problems once, a rule file's again when it changes, and one-time notices."""
         problems, self._unshown_problems = self._unshown_problems, []
+        problems += self.assistant.rules.new_problems()
         if problems:
             lines = "\n".join(f"- {escape_text(str(p))}" for p in problems)
             sink.display(markdown_bundle(f"**Settings problems** (defaults used):\n\n{lines}"))

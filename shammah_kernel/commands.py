@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .errors import CommandError
 from .feedback import ALIASES, Rating, parse_feedback
 from .learning_commands import ADAPTER_SUBCOMMANDS, TRAIN_SUBCOMMANDS, adapters, train
+from .markup import escape_text, inline_code
 from .status_report import (
     history_markdown,
     model_cache_markdown,
@@ -22,6 +23,7 @@ from .status_report import (
 
 if TYPE_CHECKING:
     from .assistant import Assistant
+    from .rule_store import RuleStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,17 @@ def _no_args(name: str, args: list[str]) -> None:
 def _one_path(name: str, args: list[str]) -> Path:
     if len(args) != 1:
         raise CommandError(f"Usage: /{name} PATH (quote a path that contains spaces)")
-    return Path(args[0]).expanduser()
+    return user_path(args[0])
+
+
+def user_path(text: str) -> Path:
+    """A path the user typed, `~` expanded; one clear line for `~nosuchuser` or a NUL byte."""
+    if "\0" in text:
+        raise CommandError("A path cannot contain a NUL byte.")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # Path.expanduser: the user of `~name` does not exist
+        raise CommandError(f"No such user in {text!r}: write the path in full.") from None
 
 
 def _help(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
@@ -96,8 +108,8 @@ def _model(assistant: Assistant, args: list[str], body: str = "") -> CommandResu
             else ""
         )
         return CommandResult(
-            f"Switching to **{choice.name}**: fetching it in the background (see the status "
-            f"above); the current model answers until it is loaded.{waits}"
+            f"Switching to **{escape_text(choice.name)}**: fetching it in the background (see "
+            f"the status above); the current model answers until it is loaded.{waits}"
         )
     choices = ", ".join(COMMANDS["model"].subcommands)
     raise CommandError(f"Unknown /model subcommand {sub!r}. Available: {choices}")
@@ -124,11 +136,16 @@ def claude_prompt(code: str) -> str | None:
 def _patterns(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     from .permissions import Decision, Rule
 
-    store = assistant.rules
     sub, rest = (args[0], args[1:]) if args else ("list", [])
+    if sub not in COMMANDS["patterns"].subcommands:
+        choices = ", ".join(COMMANDS["patterns"].subcommands)
+        raise CommandError(f"Unknown /patterns subcommand {sub!r}. Available: {choices}")
+    if sub in ("list", "clear") or (sub == "trust" and len(rest) > 1):
+        _no_args(f"patterns {sub}", rest)
+    store = assistant.rules
     if sub == "list":
-        _no_args("patterns list", rest)
-        return CommandResult(patterns_markdown(store.list(), store.problems(), store.path))
+        listing = patterns_markdown(store.list(), store.problems(), store.path)
+        return CommandResult(listing + _project_state(store))
     if sub == "add":
         kind = Decision.ALLOW
         if rest and rest[0] in {d.value for d in Decision}:
@@ -136,18 +153,76 @@ def _patterns(assistant: Assistant, args: list[str], body: str = "") -> CommandR
         if not rest:
             raise CommandError("Usage: /patterns add [allow|ask|deny] RULE, e.g. Bash(pytest *)")
         stored = store.add(kind, Rule.parse(" ".join(rest)))
-        return CommandResult(f"Remembered `{kind.value} {stored.rule}` (id `{stored.id}`).")
+        remembered = inline_code(f"{kind.value} {stored.rule}")
+        return CommandResult(f"Remembered {remembered} (id {inline_code(stored.id)}).")
     if sub == "remove":
         if len(rest) != 1:
             raise CommandError("Usage: /patterns remove ID (the ids are in /patterns list)")
         if not store.remove(rest[0]):
             raise CommandError(f"No remembered rule has the id {rest[0]!r}; see /patterns list")
-        return CommandResult(f"Removed rule `{rest[0]}`.")
-    if sub == "clear":
-        _no_args("patterns clear", rest)
-        store.clear()
-        return CommandResult(f"Cleared the remembered rules in `{store.path}`.")
-    raise CommandError(f"Unknown /patterns subcommand {sub!r}. Available: list, add, remove, clear")
+        return CommandResult(f"Removed rule {inline_code(rest[0])}.")
+    if sub == "trust":
+        return CommandResult(_trust(store, rest[0] if rest else None))
+    store.clear()
+    return CommandResult(_cleared(store, untrusted=store.forget_trust()))
+
+
+def _rule_items(rules: Sequence[object]) -> str:
+    return "\n".join(f"- {inline_code(str(rule))}" for rule in rules)
+
+
+def _project_state(store: RuleStore) -> str:
+    """How the workspace's own rule file is handled: its allow rules only count once trusted."""
+    project = store.project()
+    if project is None:
+        return ""
+    where = inline_code(str(project.file.path))
+    allows = [stored.rule for stored in project.file.allows]
+    if not allows:
+        return f"\n\n**Project rules** in {where}: deny and ask rules only, in force."
+    if project.trusted:
+        return (
+            f"\n\n**Project rules** in {where}: trusted as they are now, so its allow rules "
+            "count; a change to the file makes them untrusted again."
+        )
+    return (
+        f"\n\n**Project rules** in {where}: untrusted: its {len(allows)} allow rules are "
+        "ignored until `/patterns trust` (its deny and ask rules apply):\n\n" + _rule_items(allows)
+    )
+
+
+def _trust(store: RuleStore, code: str | None) -> str:
+    project = store.trust(code)
+    where = inline_code(str(project.file.path))
+    allows = [stored.rule for stored in project.file.allows]
+    if not allows:
+        return f"{where} has no allow rules: nothing to trust (its deny and ask rules apply)."
+    if not project.trusted:
+        confirm = inline_code(f"/patterns trust {store.trust_code(project.file.digest)}")
+        return (
+            f"{where} asks to allow:\n\n{_rule_items(allows)}\n\n"
+            f"To trust exactly these rules, run {confirm} in a new cell (the code is this "
+            "session's own, so a notebook shipped with the project cannot trust them for you)."
+        )
+    return (
+        f"The allow rules of {where}, now in force:\n\n{_rule_items(allows)}\n\n"
+        f"Trusted this content (SHA-256 {inline_code(project.file.digest[:12])}); any change "
+        "to the file makes it untrusted again, and `/patterns clear` forgets the trust."
+    )
+
+
+def _cleared(store: RuleStore, *, untrusted: bool) -> str:
+    text = f"Cleared the remembered rules in {inline_code(str(store.path))}."
+    project = store.project()
+    if project is None:
+        return text
+    where = inline_code(str(project.file.path))
+    trust = " and is no longer trusted, so its allow rules are ignored" if untrusted else ""
+    return (
+        f"{text} The project rule file {where} is not yours to clear here: it comes with the "
+        f"workspace{trust}. Its deny and ask rules still apply, and its allow rules only count "
+        "after `/patterns trust`. Edit or delete that file to change them."
+    )
 
 
 def _rate(rating: Rating) -> Callable[[Assistant, list[str], str], CommandResult]:
@@ -175,13 +250,14 @@ def _save(assistant: Assistant, args: list[str], body: str = "") -> CommandResul
     path = _one_path("save", args)
     conversation = assistant.session.conversation
     conversation.save(path, model=assistant.choice.name)
-    return CommandResult(f"Saved {len(conversation.turns)} turn(s) to `{path}`.")
+    return CommandResult(f"Saved {len(conversation.turns)} turn(s) to {inline_code(str(path))}.")
 
 
 def _restore(assistant: Assistant, args: list[str], body: str = "") -> CommandResult:
     path = _one_path("restore", args)
     count = assistant.session.conversation.restore(path)
-    return CommandResult(f"Restored {count} turn(s) from `{path}`; the next cell continues them.")
+    where = inline_code(str(path))
+    return CommandResult(f"Restored {count} turn(s) from {where}; the next cell continues them.")
 
 
 COMMANDS: dict[str, Command] = {
@@ -237,10 +313,10 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "patterns",
-            "/patterns list | add RULE | remove ID | clear",
-            "the remembered tool permission rules, e.g. Bash(pytest *)",
+            "/patterns list | add RULE | remove ID | trust [CODE] | clear",
+            "the remembered tool permission rules, e.g. Bash(pytest *); trust the project's own",
             _patterns,
-            subcommands=("list", "add", "remove", "clear"),
+            subcommands=("list", "add", "remove", "trust", "clear"),
         ),
         Command(
             "claude",

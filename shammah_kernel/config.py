@@ -6,6 +6,7 @@ import difflib
 import json
 import operator
 import os
+import re
 import textwrap
 import tomllib
 from collections.abc import Iterator
@@ -17,6 +18,12 @@ from typing import Any, TypeVar
 from traitlets import Bool, HasTraits, Instance, List, TraitError, TraitType, Unicode, validate
 
 from shammah_kernel.errors import ConfigError
+from shammah_kernel.settings_file import (
+    UnreadableFile,
+    decode_settings,
+    nesting_problem,
+    read_settings_file,
+)
 
 
 def shammah_home() -> Path:
@@ -282,13 +289,21 @@ def load_config(path: Path | None = None) -> tuple[ShammahConfig, list[ConfigPro
     path = config_path() if path is None else path
     config = ShammahConfig()
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = decode_settings(read_settings_file(path))
+        if reason := nesting_problem(text):
+            return config, [
+                ConfigProblem(path, "", f"not valid here: {reason}; using all defaults")
+            ]
+        table = tomllib.loads(text)
     except FileNotFoundError:
         return config, []
+    except UnreadableFile as error:
+        return config, [ConfigProblem(path, "", f"{error}; using all defaults")]
     except tomllib.TOMLDecodeError as error:
         return config, [ConfigProblem(path, "", f"not valid TOML: {error}; using all defaults")]
-    except (OSError, UnicodeDecodeError) as error:
-        return config, [ConfigProblem(path, "", f"cannot be read ({error}); using all defaults")]
+    except (RecursionError, MemoryError):
+        message = "not valid here: nested too deeply to read; using all defaults"
+        return config, [ConfigProblem(path, "", message)]
     return config, _apply_table(config, table, "", path)
 
 
@@ -322,6 +337,11 @@ def _apply_table(
     return problems
 
 
+# A problem message names such a setting and the kind of mistake, never its value: the cell,
+# the kernel log and the model's context must not get a key that was typed in the wrong place.
+_SECRET_NAME = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
 def _unknown_key_message(dotted: str) -> str:
     """Suggest the nearest known key, but never the table the unknown key sits in."""
     known = [k for k in _dotted_keys(ShammahConfig()) if not dotted.startswith(k + ".")]
@@ -340,10 +360,18 @@ def _assign(settings: HasTraits, name: str, trait: TraitType[Any, Any], value: o
         isinstance(value, list) and all(isinstance(item, str) for item in value)
     ):
         wanted = "a list of strings"
+    hidden = _may_be_secret(name, value)
     if wanted:
-        return f"must be {wanted} (got {_toml_value(value)})"
+        got = "its value is not shown" if hidden else f"got {_toml_value(value)}"
+        return f"must be {wanted} ({got})"
     try:
         setattr(settings, name, value)
     except TraitError as error:
-        return str(error)
+        return "has a value that is not allowed (not shown here)" if hidden else str(error)
     return ""
+
+
+def _may_be_secret(name: str, value: object) -> bool:
+    """A value other than a plain number of a setting named like a secret (``api_key``,
+    ``[server] api_keys``); ``max_tokens = 1.5`` is still shown."""
+    return bool(_SECRET_NAME.search(name)) and not isinstance(value, bool | int | float)

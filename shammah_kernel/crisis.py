@@ -38,9 +38,11 @@ class CrisisDetector:
         """The detector for the `crisis_keywords_path` setting ("" = the built-in list)."""
         if not path:
             return cls()
+        from .settings_file import decode_settings, read_settings_file  # regular files only
+
         try:
-            lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
+            lines = decode_settings(read_settings_file(Path(path).expanduser())).splitlines()
+        except (OSError, RuntimeError, ConfigError) as e:  # RuntimeError: `~nosuchuser`
             raise ConfigError(f"crisis_keywords_path: cannot read {path}: {e}") from e
         return cls(tuple(line for line in lines if not line.lstrip().startswith("#")))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CommandError
@@ -79,11 +78,15 @@ def adapters(assistant: Assistant, args: list[str]) -> str:
         )
     if sub == "export":
         name, path = _arity("export NAME PATH", rest, 2)
-        target = library.export(name, Path(path).expanduser())
+        from .commands import user_path  # commands imports this module: not at its top
+
+        target = library.export(name, user_path(path))
         return f"Exported adapter `{name}` to `{target}` (mlx-lm's format plus shammah.json)."
     if sub == "import":
         (path,) = _arity("import PATH", rest, 1)
-        name = library.import_(Path(path).expanduser())
+        from .commands import user_path
+
+        name = library.import_(user_path(path))
         info = library.info(name)
         note = ""
         if info.base_model != learner.base_model():

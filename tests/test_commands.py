@@ -27,6 +27,8 @@ def test_is_command_needs_a_leading_slash() -> None:
         ("/model frob", "Unknown /model subcommand 'frob'"),
         ("/model select", "Usage: /model select SIZE"),
         ("/claude", "Usage: /claude PROMPT"),
+        ("/patterns frob", "Available: list, add, remove, trust, clear"),
+        ("/patterns trust a b", "takes no arguments"),
     ],
 )
 def test_misuse_raises_a_command_error(code: str, message: str) -> None:
@@ -40,6 +42,7 @@ def test_completes_names_subcommands_and_paths(
     assert complete("/re", 3) == (["/reset", "/restore"], 0, 3)
     assert complete("/", 1)[0] == [f"/{name}" for name in sorted(COMMANDS)]
     assert complete("/model ", 7) == (["status", "select", "cache"], 7, 7)
+    assert complete("/patterns tr", 12) == (["trust"], 10, 12)
     (tmp_path / "chats").mkdir()
     (tmp_path / "chat.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
