@@ -22,6 +22,23 @@ _KEYS = {
     "d": ApprovalChoice.DENY,
 }
 _PROMPT = "[o]nce, this [s]ession, [p]attern for the session, [a]lways, [A]lways pattern, [d]eny: "
+# A protected path: a rule never opens it, so only these two are offered.
+_PER_CALL_KEYS = {"o": ApprovalChoice.ONCE, "d": ApprovalChoice.DENY}
+_PER_CALL_PROMPT = "protected path, asked every time: [o]nce, [d]eny: "
+
+
+def _headless_reason(event: ToolCallProposed) -> str:
+    """Why a run with no one to ask refused: it depends on the call's rules, never on a file."""
+    if event.per_call_only:
+        return (
+            "No one could be asked (this run has no frontend), and the call touches a protected "
+            "path, which only a per-call approval opens; no rule can allow it."
+        )
+    rule = event.suggestion or event.call.name
+    return (
+        f"No one could be asked (this run has no frontend). To allow it, add a rule such "
+        f"as `{rule}` with /patterns add, or to permissions.json."
+    )
 
 
 class Frontend(enum.Enum):
@@ -52,17 +69,18 @@ class Approver:
         elif self.frontend is Frontend.TERMINAL:
             event.answer.set_result(self._terminal(event))
         else:
-            rule = event.suggestion or event.call.name
-            reason = (
-                f"No one could be asked (this run has no frontend). To allow it, add a rule such "
-                f"as `{rule}` with /patterns add, or to permissions.json."
-            )
-            event.answer.set_result(Approval(ApprovalChoice.DENY, reason=reason))
+            event.answer.set_result(Approval(ApprovalChoice.DENY, reason=_headless_reason(event)))
 
     def _widget(self, event: ToolCallProposed) -> None:
         from .widgets.approval import ApprovalWidget
 
-        widget = ApprovalWidget(event.call.name, event.description, event.preview, event.suggestion)
+        widget = ApprovalWidget(
+            event.call.name,
+            event.description,
+            event.preview,
+            event.suggestion,
+            per_call_only=event.per_call_only,
+        )
 
         def decided(approval: Approval) -> None:
             if not event.answer.done():
@@ -77,11 +95,14 @@ class Approver:
     def _terminal(self, event: ToolCallProposed) -> Approval:
         details = f"\n{event.preview}" if event.preview else ""
         self.sink.stream(f"Shammah wants to run {event.call.name}: {event.description}{details}\n")
+        keys, prompt = (
+            (_PER_CALL_KEYS, _PER_CALL_PROMPT) if event.per_call_only else (_KEYS, _PROMPT)
+        )
         while True:
-            key = self.read_line(_PROMPT).strip()[:1]
-            if key in _KEYS:
+            key = self.read_line(prompt).strip()[:1]
+            if key in keys:
                 break
-        choice = _KEYS[key]
+        choice = keys[key]
         if choice in (ApprovalChoice.SESSION_PATTERN, ApprovalChoice.ALWAYS_PATTERN):
             edited = self.read_line(f"Rule [{event.suggestion}]: ").strip()
             return Approval(choice, rule=edited or event.suggestion)

@@ -5,6 +5,7 @@ The kernel and the magics are thin adapters over this object; it holds no Jupyte
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from .learning import Learner
 from .model_choice import ModelChoice, ModelSource, choose_model, embedded_choice, resolve
 from .permissions import PermissionPolicy
 from .rule_store import RuleStore
-from .secrets import register_secret
+from .secrets import register_secret, tool_environment
 from .session import ChatSession
 from .worker import ModelWorker
 
@@ -65,7 +66,11 @@ class Assistant:
             crisis=self._crisis(),
             claude_share=self.config.sampling.claude_share,
             store=None,
-            gate=ConsentGate(self.workspace, PermissionPolicy(store=self.rules)),
+            gate=ConsentGate(
+                self.workspace,
+                PermissionPolicy(store=self.rules),
+                env=tool_environment(os.environ, self.config.tools.pass_env),
+            ),
         )
         self._store: ExampleStore | None = None
         self._store_lock = threading.Lock()

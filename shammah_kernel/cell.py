@@ -177,9 +177,10 @@ def _cancel_on_sigint(handle: TurnHandle) -> Iterator[None]:
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
-    loop = asyncio.get_running_loop()
+    running = asyncio.get_running_loop()
+    loop: asyncio.AbstractEventLoop | None = running
     try:
-        loop.add_signal_handler(signal.SIGINT, handle.cancel)
+        running.add_signal_handler(signal.SIGINT, handle.cancel)
     except (NotImplementedError, RuntimeError, ValueError):  # no loop signals here
         signal.signal(signal.SIGINT, lambda *_: handle.cancel())
         loop = None

@@ -41,11 +41,19 @@ class CellRun:
     @property
     def markdown(self) -> str:
         """The reply as the notebook shows it at the end: the last state of the streamed output."""
+        return self._reply("text/markdown")
+
+    @property
+    def reply_text(self) -> str:
+        """The reply's text as the model wrote it (the plain form of the streamed output)."""
+        return self._reply("text/plain")
+
+    def _reply(self, mime: str) -> str:
         shown: dict[str, str] = {}
         for m in self.of_type("display_data", "update_display_data"):
             display_id = m["content"].get("transient", {}).get("display_id")
             if display_id and display_id.startswith("shammah-"):
-                shown[display_id] = m["content"]["data"]["text/markdown"]
+                shown[display_id] = m["content"]["data"][mime]
         return "".join(shown.values())
 
     @property

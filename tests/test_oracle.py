@@ -55,7 +55,7 @@ def _ask(kernel: KernelSession, text: str) -> str:
     run = kernel.execute(text, timeout=600)
     assert run.status == "ok", run.reply
     assert EMBEDDED_MODEL_NAME in run.displayed  # the footer names the model that answered
-    return run.markdown
+    return run.reply_text
 
 
 def _chat(*turns: str) -> list[dict[str, str]]:

@@ -198,3 +198,30 @@ def test_reading_inside_the_workspace_needs_no_approval(workspace: Path) -> None
     backend = ScriptedBackend([f"<tool_call>{json.dumps(read)}</tool_call>", "42"])
     run(session_for(backend, workspace), "read it", lambda e: pytest.fail("reads are allowed"))
     assert "the answer is 42" in tool_messages(backend)[0]
+
+
+def test_private_hosts_need_a_rule_naming_the_host(workspace: Path) -> None:
+    gate = ConsentGate(workspace, PermissionPolicy(), env={"PATH": "/usr/bin"})
+    assert not gate._may_fetch_private("localhost", 8888)
+    for blanket in ("WebFetch", "WebFetch(domain:*)", "WebFetch(domain:*.localhost)"):
+        gate.policy.add(Decision.ALLOW, Rule.parse(blanket))
+    assert not gate._may_fetch_private("localhost", 8888)  # no blanket rule reaches loopback
+    gate.policy.add(Decision.ALLOW, Rule.parse("WebFetch(domain:LocalHost.)"))
+    assert gate._may_fetch_private("localhost", 8888)
+    assert not gate._may_fetch_private("127.0.0.1", 8888)
+    gate.policy.add(Decision.DENY, Rule.parse("WebFetch(domain:localhost)"))
+    assert not gate._may_fetch_private("localhost", 8888)
+
+
+def test_the_gate_runs_tools_with_its_environment(workspace: Path) -> None:
+    gate = ConsentGate(workspace, PermissionPolicy(), env={"ONLY": "this"})
+    gate.policy.add(Decision.ALLOW, Rule.parse("Bash(env)"))
+    backend = ScriptedBackend([bash("env"), "ok"])
+    session = ChatSession(
+        ModelWorker(lambda report: backend, "scripted"),  # type: ignore[arg-type]
+        GenerationOptions(),
+        gate=gate,
+    )
+    run(session, "go", lambda e: pytest.fail("allowed by a rule"))
+    seen = tool_messages(backend)
+    assert "ONLY=this" in seen[0]

@@ -23,7 +23,9 @@ from shammah_kernel.tools.html_text import html_to_text
 def ctx(tmp_path: Path) -> ToolContext:
     workspace = tmp_path / "work"
     workspace.mkdir()
-    return ToolContext(workspace=workspace)
+    # The test web server listens on 127.0.0.1: as if a rule named that host (WebFetch refuses
+    # loopback addresses otherwise); no other tool looks at this.
+    return ToolContext(workspace=workspace, may_fetch_private=lambda host, port: True)
 
 
 @pytest.fixture
@@ -127,7 +129,10 @@ def test_specifiers_are_workspace_relative_inside_and_absolute_outside(ctx: Tool
     assert ALL_TOOLS["Grep"].specifiers({"pattern": "x"}, ws) == (".",)
     assert ALL_TOOLS["Grep"].specifiers({"pattern": "x", "path": "src"}, ws) == ("src",)
     url = "https://Docs.Python.org/3/library/re.html"
-    assert ALL_TOOLS["WebFetch"].specifiers({"url": url}, ws) == ("domain:docs.python.org", url)
+    assert ALL_TOOLS["WebFetch"].specifiers({"url": url}, ws) == (
+        "domain:docs.python.org",
+        "https://docs.python.org/3/library/re.html",  # the host as the rules see it
+    )
 
 
 def test_describe_says_what_will_happen(ctx: ToolContext) -> None:
@@ -152,7 +157,7 @@ def test_describe_says_what_will_happen(ctx: ToolContext) -> None:
         "Edit a.py (every occurrence)"
     )
     assert ALL_TOOLS["Write"].describe({"path": "n.txt", "content": "a\nb\n"}, ws) == (
-        "Create n.txt (2 lines)"
+        "Write n.txt (2 lines)"
     )
     assert ALL_TOOLS["Bash"].preview({"command": "ls"}, ws) == ""
 
@@ -286,7 +291,10 @@ def test_grep_caps_results(ctx: ToolContext) -> None:
 def test_grep_errors(ctx: ToolContext) -> None:
     bad = call(ctx, "Grep", pattern="def (")
     assert bad.is_error
-    assert bad.content.startswith("invalid regular expression: missing ), unterminated subpattern")
+    assert bad.content.startswith("unsupported or invalid regular expression (missing ): def ()")
+    for python_only in (r"(a)\1", "(?=x)", "(?<=x)y", "(?!x)"):  # RE2 has none of these
+        result = call(ctx, "Grep", pattern=python_only)
+        assert result.is_error and "no backreferences" in result.content
     missing = call(ctx, "Grep", pattern="x", path="nowhere")
     assert missing.is_error and missing.content == "nowhere does not exist"
 

@@ -82,10 +82,11 @@ class WriteTool:
     }
 
     def describe(self, arguments: Arguments, workspace: Path) -> str:
+        # Decided before the gate's decision: nothing about the file (not even whether it
+        # exists) may show here; the preview, made only for a call about to be shown, says it.
         path = resolve_path(str_arg(arguments, "path"), workspace)
         count = len(str_arg(arguments, "content").splitlines())
-        verb = "Overwrite" if path.exists() else "Create"
-        return f"{verb} {display_path(path, workspace)} ({count} lines)"
+        return f"Write {display_path(path, workspace)} ({count} lines)"
 
     def specifiers(self, arguments: Arguments, workspace: Path) -> tuple[str, ...]:
         return (display_path(resolve_path(str_arg(arguments, "path"), workspace), workspace),)

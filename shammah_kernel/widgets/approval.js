@@ -24,7 +24,18 @@ const ROWS = [
   ["Reason", ["deny"]],
 ];
 const PATTERN = new Set(["session_pattern", "always_pattern"]);
-const TRAITS = ["tool", "description", "preview", "preview_kind", "suggestion", "rule", "reason"];
+// A protected path (per_call_only): only these are offered, and Python refuses any other.
+const PER_CALL = new Set(["once", "deny"]);
+const TRAITS = [
+  "tool",
+  "description",
+  "preview",
+  "preview_kind",
+  "suggestion",
+  "rule",
+  "reason",
+  "per_call_only",
+];
 
 function outcomeText(choice, rule, reason) {
   switch (choice) {
@@ -86,9 +97,12 @@ function build() {
   const reason = input("shammah-approval-reason", "Reason for denying (optional)");
   reason.placeholder = "Why not? (optional, told to the model)";
   const buttons = {};
+  const rows = {};
   for (const [label, choices] of ROWS) {
-    controls.append(element("span", "shammah-approval-label", label));
+    const heading = element("span", "shammah-approval-label", label);
+    controls.append(heading);
     const row = element("div", "shammah-approval-row");
+    rows[label] = [heading, row];
     if (label === "Rule") row.append(rule);
     if (label === "Reason") row.append(reason);
     for (const choice of choices) {
@@ -106,7 +120,7 @@ function build() {
   outcome.setAttribute("role", "status");
   outcome.tabIndex = -1;
   card.append(head, preview, controls, outcome);
-  return { card, tool, description, preview, controls, rule, reason, buttons, outcome };
+  return { card, tool, description, preview, controls, rule, reason, buttons, rows, outcome };
 }
 
 // The card's phase from the model: cancelled wins; a known choice in `decision` means decided.
@@ -146,10 +160,15 @@ function draw(model, parts) {
   rule.placeholder = model.get("suggestion") || `${tool}(…)`;
 
   const closed = phase !== "pending";
+  const perCall = Boolean(model.get("per_call_only"));
   parts.controls.hidden = closed;
   rule.disabled = reason.disabled = closed;
+  for (const node of parts.rows.Rule) node.hidden = perCall; // no rule ever covers the call
+  card.dataset.perCall = perCall ? "true" : "false";
   for (const [choice, button] of Object.entries(buttons)) {
-    button.disabled = closed || (PATTERN.has(choice) && !rule.value.trim());
+    button.hidden = perCall && !PER_CALL.has(choice);
+    button.disabled =
+      closed || button.hidden || (PATTERN.has(choice) && !rule.value.trim());
   }
   if (phase === "cancelled") {
     const note = model.get("note");

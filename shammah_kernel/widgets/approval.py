@@ -22,6 +22,8 @@ CHOICE_LABELS: dict[ApprovalChoice, str] = {
     ApprovalChoice.DENY: "Deny",
 }
 PATTERN_CHOICES = frozenset({ApprovalChoice.SESSION_PATTERN, ApprovalChoice.ALWAYS_PATTERN})
+# A protected path: only these are offered, and any other answer is refused (a forged payload).
+PER_CALL_CHOICES = frozenset({ApprovalChoice.ONCE, ApprovalChoice.DENY})
 # Tools whose preview is a unified diff; any other preview is shown as code (a command).
 DIFF_TOOLS = frozenset({"Edit", "Write"})
 
@@ -49,11 +51,11 @@ def cancelled_text(note: str) -> str:
     return f"Cancelled: {note}" if note else "Cancelled"
 
 
-def parse_decision(payload: object) -> Approval | None:
+def parse_decision(payload: object, *, per_call_only: bool = False) -> Approval | None:
     """The Approval a front end's `decision` payload stands for, or None if it is not a valid one.
 
     A pattern choice needs a non-blank rule; the rule is kept only for pattern choices and the
-    reason only for a denial, both stripped.
+    reason only for a denial, both stripped. With `per_call_only` only once or deny are valid.
     """
     if not isinstance(payload, dict):
         return None
@@ -63,6 +65,8 @@ def parse_decision(payload: object) -> Approval | None:
     try:
         choice = ApprovalChoice(value)
     except ValueError:
+        return None
+    if per_call_only and choice not in PER_CALL_CHOICES:
         return None
     rule = rule.strip() if choice in PATTERN_CHOICES else ""
     if choice in PATTERN_CHOICES and not rule:
@@ -103,6 +107,9 @@ class ApprovalWidget(anywidget.AnyWidget):
         "", help="The rule text as the user edited it; starts as suggestion."
     ).tag(sync=True)
     reason = traitlets.Unicode("", help="Why the user denies, as typed so far.").tag(sync=True)
+    per_call_only = traitlets.Bool(
+        False, help="A protected path: only 'Approve once' and 'Deny' are offered."
+    ).tag(sync=True)
     decision = traitlets.Dict(
         help="Set by the front end on a click: {choice, rule, reason}; {} while none."
     ).tag(sync=True)
@@ -110,7 +117,13 @@ class ApprovalWidget(anywidget.AnyWidget):
     note = traitlets.Unicode("", help="Why the card was cancelled (see cancel()).").tag(sync=True)
 
     def __init__(
-        self, tool: str, description: str, preview: str = "", suggestion: str = ""
+        self,
+        tool: str,
+        description: str,
+        preview: str = "",
+        suggestion: str = "",
+        *,
+        per_call_only: bool = False,
     ) -> None:
         kind = "diff" if tool in DIFF_TOOLS else "code"
         super().__init__(
@@ -120,6 +133,7 @@ class ApprovalWidget(anywidget.AnyWidget):
             preview_kind=kind,
             suggestion=suggestion,
             rule=suggestion,
+            per_call_only=per_call_only,
         )
         # A decision comes from the kernel's comm handler, a cancel perhaps from another thread.
         self._lock = threading.RLock()  # setting `decision` re-enters the observer
@@ -154,7 +168,7 @@ class ApprovalWidget(anywidget.AnyWidget):
         return True
 
     def _on_decision_change(self, change: dict[str, Any]) -> None:
-        approval = parse_decision(change["new"])
+        approval = parse_decision(change["new"], per_call_only=self.per_call_only)
         with self._lock:
             if approval is None or self.state != PENDING:
                 # Put back what stands, so every view shows the same card.
@@ -179,9 +193,10 @@ class ApprovalWidget(anywidget.AnyWidget):
         elif self._approval is not None:
             lines.append(outcome_text(self._approval))
         else:
-            if self.suggestion:
+            offered = [c for c in CHOICE_LABELS if not self.per_call_only or c in PER_CALL_CHOICES]
+            if self.suggestion and not self.per_call_only:
                 lines.append(f"Rule for the pattern choices: {self.suggestion}")
-            lines.append("Choices: " + " · ".join(CHOICE_LABELS.values()))
+            lines.append("Choices: " + " · ".join(CHOICE_LABELS[c] for c in offered))
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:

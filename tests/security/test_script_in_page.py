@@ -17,6 +17,7 @@ from lab_harness import (
     browser_test,
     expect,
     lab_page,
+    notebooks,
     run_cell,
     shot,
     wait_done,
@@ -46,6 +47,7 @@ PAYLOADS = [
 REPLY = "**Bold stays** and `code < stays`:\n\n" + "\n\n".join(PAYLOADS)
 OUTPUT = f'<img src=x onerror="{RUN}">'
 TOOL_ANSWER = "The tool printed:"
+PAYLOAD_FILE = "payload.html"
 
 
 def hostile_claude(body: dict[str, Any]) -> ScriptedReply:
@@ -53,21 +55,22 @@ def hostile_claude(body: dict[str, Any]) -> ScriptedReply:
     last = body["messages"][-1]["content"]
     if isinstance(last, list) and last and last[0].get("type") == "tool_result":
         return ScriptedReply(text=f"{TOOL_ANSWER}\n\n{last[0]['content']}")
-    if "print" in str(last):
-        command = f"printf '%s\\n' '{OUTPUT}'"
-        return ScriptedReply(text="Running it.", tool_uses=(ToolUse("Bash", {"command": command}),))
+    if "print" in str(last):  # the file holds the HTML: a line the gate reads whole, allowed
+        tool_use = ToolUse("Bash", {"command": f"cat {PAYLOAD_FILE}"})
+        return ScriptedReply(text="Running it.", tool_uses=(tool_use,))
     return ScriptedReply(text=REPLY)
 
 
 @pytest.fixture
 def claude(
-    shammah_home: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+    shammah_home: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[ClaudeServer]:
     with ClaudeServer(reply=hostile_claude) as server:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         write_config(shammah_home, f'[model]\nid = "{tiny_model}"\nroute = "claude"\n')
-        rules = {"allow": ["Bash(printf *)", f'Bash(echo "<img src=x onerror={RUN}>")']}
+        (notebooks(tmp_path) / PAYLOAD_FILE).write_text(OUTPUT + "\n")
+        rules = {"allow": [f"Bash(cat {PAYLOAD_FILE})", f'Bash(echo "<img src=x onerror={RUN}>")']}
         (shammah_home / "permissions.json").write_text(json.dumps(rules))
         yield server
 
