@@ -8,43 +8,23 @@ Create or Overwrite. Each test makes many calls and checks that every answer is 
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gate_turns import Answering, rules_gate
 
-from shammah_kernel.approvals import Approver, Frontend
 from shammah_kernel.consent import ConsentGate
 from shammah_kernel.events import (
     Approval,
     ApprovalChoice,
     Message,
     ToolCall,
-    ToolCallProposed,
-    TurnEvent,
 )
-from shammah_kernel.permissions import Decision, PermissionPolicy, Rule
+from shammah_kernel.permissions import Decision
 from shammah_kernel.turn import TurnHandle
 
+gate = rules_gate
 SECRET = "API_TOKEN=hunter2-correct-horse\n"
-
-
-class Answering(TurnHandle):
-    """A turn whose approval questions are answered at once by `answer` (None: headless)."""
-
-    def __init__(self, answer: Callable[[ToolCallProposed], Approval] | None = None) -> None:
-        super().__init__()
-        self.answer = answer
-        self.proposed: list[ToolCallProposed] = []
-
-    def emit(self, event: TurnEvent) -> None:
-        if isinstance(event, ToolCallProposed):
-            self.proposed.append(event)
-            if self.answer is None:  # nbclient / papermill: nobody to ask
-                Approver(None, Frontend.HEADLESS, input).ask(event)  # type: ignore[arg-type]
-            else:
-                event.answer.set_result(self.answer(event))
-        super().emit(event)
 
 
 @pytest.fixture
@@ -54,13 +34,6 @@ def workspace(tmp_path: Path) -> Path:
     (folder / "secret.txt").write_text(SECRET)
     (tmp_path / "outside.txt").write_text(SECRET)
     return folder
-
-
-def gate(workspace: Path, *rules: tuple[Decision, str]) -> ConsentGate:
-    policy = PermissionPolicy()
-    for kind, text in rules:
-        policy.add(kind, Rule.parse(text))
-    return ConsentGate(workspace, policy)
 
 
 def call(gate: ConsentGate, name: str, handle: TurnHandle | None = None, **args: object) -> Message:

@@ -8,10 +8,10 @@ Before the fix: `Write(./**)` (the suggestion for any root-level file) covered
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gate_turns import Answer, Answering, rules_gate
 from test_tool_loop import ScriptedBackend, session_for, tool_messages
 
 from shammah_kernel.approvals import Approver, Frontend
@@ -22,32 +22,10 @@ from shammah_kernel.events import (
     Message,
     ToolCall,
     ToolCallProposed,
-    TurnEvent,
 )
-from shammah_kernel.permissions import Decision, PermissionPolicy, Rule
+from shammah_kernel.permissions import Decision, Rule
 from shammah_kernel.rule_store import RuleStore
-from shammah_kernel.turn import TurnHandle
 from shammah_kernel.widgets.approval import ApprovalWidget, parse_decision
-
-Answer = Callable[[ToolCallProposed], Approval] | None
-
-
-class Answering(TurnHandle):
-    """A turn whose questions `answer` answers at once; None answers as a headless run does."""
-
-    def __init__(self, answer: Answer = None) -> None:
-        super().__init__()
-        self.answer = answer
-        self.proposed: list[ToolCallProposed] = []
-
-    def emit(self, event: TurnEvent) -> None:
-        if isinstance(event, ToolCallProposed):
-            self.proposed.append(event)
-            if self.answer is None:
-                Approver(None, Frontend.HEADLESS, input).ask(event)  # type: ignore[arg-type]
-            else:
-                event.answer.set_result(self.answer(event))
-        super().emit(event)
 
 
 @pytest.fixture
@@ -58,10 +36,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def gate(workspace: Path, *rules: str, store: RuleStore | None = None) -> ConsentGate:
-    policy = PermissionPolicy(store=store)
-    for text in rules:
-        policy.add(Decision.ALLOW, Rule.parse(text))
-    return ConsentGate(workspace, policy)
+    return rules_gate(workspace, *((Decision.ALLOW, text) for text in rules), store=store)
 
 
 def call(

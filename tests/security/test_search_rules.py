@@ -13,29 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from gate_turns import Answering, rules_gate
 
-from shammah_kernel.approvals import Approver, Frontend
 from shammah_kernel.consent import ConsentGate
-from shammah_kernel.events import Message, ToolCall, ToolCallProposed, ToolResult, TurnEvent
-from shammah_kernel.permissions import Decision, PermissionPolicy, Rule
+from shammah_kernel.events import Message, ToolCall, ToolResult
+from shammah_kernel.permissions import Decision
 from shammah_kernel.tools import ToolContext, run_tool
-from shammah_kernel.turn import TurnHandle
 
+gate = rules_gate
 TOKEN = "TOKEN=s3cr3t-value"
-
-
-class Headless(TurnHandle):
-    """A turn with nobody to ask: every question is denied, as under nbclient."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.proposed: list[ToolCallProposed] = []
-
-    def emit(self, event: TurnEvent) -> None:
-        if isinstance(event, ToolCallProposed):
-            self.proposed.append(event)
-            Approver(None, Frontend.HEADLESS, input).ask(event)  # type: ignore[arg-type]
-        super().emit(event)
 
 
 @pytest.fixture
@@ -53,15 +39,8 @@ def workspace(tmp_path: Path) -> Path:
     return folder
 
 
-def gate(workspace: Path, *rules: tuple[Decision, str]) -> ConsentGate:
-    policy = PermissionPolicy()
-    for kind, text in rules:
-        policy.add(kind, Rule.parse(text))
-    return ConsentGate(workspace, policy)
-
-
-def ask(gate: ConsentGate, name: str, **args: object) -> tuple[Message, Headless]:
-    handle = Headless()
+def ask(gate: ConsentGate, name: str, **args: object) -> tuple[Message, Answering]:
+    handle = Answering()
     return gate.run(ToolCall("c1", name, args), handle), handle
 
 
